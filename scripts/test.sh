@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Set up everything the tests need (locked env + Debian's headless Chromium), lint, test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+if ! command -v chromium >/dev/null 2>&1; then
+  # The browser end-to-end test drives Debian's Chromium (Playwright's own download cannot work here).
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+uv run --frozen ruff check src tests examples
+uv run --frozen ruff format --check src tests examples
+uv run --frozen pytest -n 2 "$@"

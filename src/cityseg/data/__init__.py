@@ -1,0 +1,1 @@
+"""Data layer: Cityscapes reader, labels, splits, synthetic cities, generator, augmentation."""
