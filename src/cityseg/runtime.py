@@ -1,0 +1,401 @@
+"""One `Predictor`, three interchangeable back ends: Keras, ONNX Runtime and LiteRT.
+
+Every back end only maps a float32 batch of raw RGB (0..255) at the model's input size to
+logits; the pre- and post-processing around it (letterbox, argmax, unletterbox with
+nearest) is shared here, so a mask never depends on which runtime produced it beyond the
+numerics of the model itself.
+
+Example:
+    >>> predictor = Predictor.load("runs/unet_mini_256x128_ce")          # Keras
+    >>> predictor = Predictor.load("runs/x/export/model_int8.tflite")    # LiteRT
+    >>> mask = predictor.predict(image)  # uint8 (H, W) categories at the image's size
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from cityseg.data.labels import NUM_CLASSES
+from cityseg.data.resize import letterbox, unletterbox
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("keras", "onnx", "litert")
+_EXTENSIONS = {".keras": "keras", ".onnx": "onnx", ".tflite": "litert"}
+
+
+class RuntimeLoadError(ValueError):
+    """A model file or run folder cannot be loaded by the requested runtime."""
+
+
+def cpu_cores() -> int:
+    """CPU cores this process may use (affinity-aware), the thread count for every runtime."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def sidecar_path(model_file: str | Path) -> Path:
+    """The JSON sidecar written next to an exported model: `<file>.json`."""
+    model_file = Path(model_file)
+    return model_file.with_name(model_file.name + ".json")
+
+
+def read_sidecar(model_file: str | Path) -> dict[str, Any]:
+    """Read the sidecar of an exported model; a missing or broken one is an error naming it."""
+    path = sidecar_path(model_file)
+    if not path.is_file():
+        raise RuntimeLoadError(
+            f"{model_file}: sidecar {path} not found (written by `cityseg export`)"
+        )
+    try:
+        meta = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RuntimeLoadError(f"{path}: not valid JSON ({err})") from err
+    if not isinstance(meta, dict) or "input_size" not in meta:
+        raise RuntimeLoadError(f"{path}: missing field 'input_size'")
+    return meta
+
+
+class Backend(Protocol):
+    """What a runtime must provide: logits for a float32 batch at the model's input size."""
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------- back ends
+
+
+class KerasBackend:
+    """Calls the Keras model through a `tf.function` (no per-call `model.predict` overhead)."""
+
+    def __init__(self, model: Any) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return np.asarray(self._call(batch), dtype=np.float32)
+
+
+class OnnxBackend:
+    """ONNX Runtime, CPU provider, one intra-op thread per core."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or cpu_cores()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(
+                str(path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as err:  # onnxruntime raises its own untyped errors
+            raise RuntimeLoadError(f"{path}: ONNX Runtime cannot load it ({err})") from err
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        # A fixed batch of 1 (as exported for the embedded target) is fed one image at a time.
+        self.fixed_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.input_dtype = np.int8 if "int8" in inp.type else np.float32
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        if self.fixed_batch is None or self.fixed_batch == len(batch):
+            return np.asarray(self.session.run(None, {self.input_name: batch})[0], np.float32)
+        outs = [self.session.run(None, {self.input_name: x[None]})[0] for x in batch]
+        return np.concatenate(outs).astype(np.float32)
+
+
+class LiteRTBackend:
+    """LiteRT interpreter (XNNPACK by default), quantising int8 inputs and dequantising outputs."""
+
+    def __init__(self, path: Path, threads: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        try:
+            self.interpreter = Interpreter(model_path=str(path), num_threads=threads or cpu_cores())
+            self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as err:
+            raise RuntimeLoadError(f"{path}: LiteRT cannot load it ({err})") from err
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+
+    def _one(self, image: np.ndarray) -> np.ndarray:
+        x = image[None]
+        dtype = self.input["dtype"]
+        if dtype != np.float32:
+            scale, zero = self.input["quantization"]
+            info = np.iinfo(dtype)
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(dtype)
+        self.interpreter.set_tensor(self.input["index"], x)
+        self.interpreter.invoke()
+        y = self.interpreter.get_tensor(self.output["index"])
+        if self.output["dtype"] != np.float32:
+            scale, zero = self.output["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        return y[0]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        # Exported at batch 1 for the embedded target; the interpreter is invoked per image.
+        return np.stack([self._one(x) for x in batch]).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- predictor
+
+
+class Predictor:
+    """Segment RGB frames with a trained model on any runtime.
+
+    Args:
+        backend: callable mapping float32 `(B, H, W, 3)` raw RGB to logits `(B, H, W, 8)`.
+        name: the run's (or exported model's) name.
+        runtime: "keras", "onnx" or "litert".
+        input_size: the model's input `(width, height)`.
+        metrics: the run's `metrics.json` (or the sidecar's copy plus parity); may be empty.
+        source: the run folder or model file loaded.
+        meta: the sidecar of an exported model (empty for Keras).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        name: str,
+        runtime: str,
+        input_size: tuple[int, int],
+        metrics: dict[str, Any] | None = None,
+        source: Path | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.name = name
+        self.runtime = runtime
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.metrics = metrics or {}
+        self.source = source
+        self.meta = meta or {}
+
+    def __repr__(self) -> str:
+        return f"Predictor({self.name!r}, runtime={self.runtime!r}, input_size={self.input_size})"
+
+    @classmethod
+    def load(cls, path: str | Path, runtime: str = "auto") -> Predictor:
+        """Load a run folder (`model.keras`) or an exported `.tflite` / `.onnx` (+ sidecar)."""
+        path = Path(path)
+        if runtime not in ("auto", *RUNTIMES):
+            raise ValueError(f"runtime {runtime!r} is not one of auto, {', '.join(RUNTIMES)}")
+        if not path.exists():
+            raise FileNotFoundError(f"model not found: {path}")
+        if path.is_dir():
+            if runtime in ("auto", "keras"):
+                return cls._load_keras(path / "model.keras", run_dir=path)
+            return cls.load(find_export(path, runtime), runtime)
+        kind = _EXTENSIONS.get(path.suffix.lower())
+        if kind is None:
+            raise RuntimeLoadError(
+                f"{path}: unknown model format {path.suffix!r}; expected a run folder, "
+                ".keras, .onnx or .tflite"
+            )
+        if runtime not in ("auto", kind):
+            raise RuntimeLoadError(f"{path}: a {path.suffix} file cannot run on {runtime!r}")
+        if kind == "keras":
+            return cls._load_keras(path, run_dir=path.parent)
+        return cls._load_exported(path, kind)
+
+    @classmethod
+    def _load_keras(cls, model_path: Path, *, run_dir: Path) -> Predictor:
+        if not model_path.is_file():
+            raise RuntimeLoadError(f"{run_dir}: no model.keras in this run folder")
+        model = load_keras_model(model_path)
+        shape = model.input_shape
+        size: tuple[int, int] | None = None
+        if shape[1] is not None and shape[2] is not None:
+            size = (int(shape[2]), int(shape[1]))
+        config = _run_config(run_dir)
+        if size is None and config:
+            from cityseg.config import parse_size
+
+            size = parse_size(config.get("data", {}).get("size", ""))
+        if size is None:
+            raise RuntimeLoadError(f"{model_path}: input size unknown (no fixed shape, no config)")
+        metrics = _read_json(run_dir / "metrics.json")
+        name = metrics.get("name") or config.get("name") or run_dir.name
+        return cls(
+            KerasBackend(model),
+            name=str(name),
+            runtime="keras",
+            input_size=size,
+            metrics=metrics,
+            source=run_dir if model_path.name == "model.keras" else model_path,
+        )
+
+    @classmethod
+    def _load_exported(cls, path: Path, kind: str) -> Predictor:
+        meta = read_sidecar(path)
+        backend: Backend = OnnxBackend(path) if kind == "onnx" else LiteRTBackend(path)
+        size = meta["input_size"]
+        metrics = dict(meta.get("metrics") or {})
+        if meta.get("parity"):
+            metrics["parity"] = meta["parity"]
+        return cls(
+            backend,
+            name=str(meta.get("name") or path.stem),
+            runtime=kind,
+            input_size=(int(size[0]), int(size[1])),
+            metrics=metrics,
+            source=path,
+            meta=meta,
+        )
+
+    # ----------------------------------------------------------------------- inference
+
+    def predict_logits(self, batch: np.ndarray) -> np.ndarray:
+        """Logits `(B, H, W, 8)` for a float32 batch `(B, H, W, 3)` of raw RGB at input_size."""
+        batch = np.asarray(batch, dtype=np.float32)
+        width, height = self.input_size
+        if batch.ndim != 4 or batch.shape[1:] != (height, width, 3):
+            raise ValueError(
+                f"batch shape {batch.shape} does not match the model input (B, {height}, {width}, 3)"
+            )
+        logits = self.backend(np.ascontiguousarray(batch))
+        if logits.shape != (*batch.shape[:3], NUM_CLASSES):
+            raise RuntimeError(f"{self.source}: model returned {logits.shape}, expected logits")
+        return logits
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Categories `uint8 (H, W)` for an RGB `uint8 (H, W, 3)` image of any size."""
+        return self.predict_many([image])[0]
+
+    def predict_many(self, images: Iterable[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
+        """`predict` over many images, run through the model `batch_size` at a time."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        out: list[np.ndarray] = []
+        pending: list[tuple[np.ndarray, Any, tuple[int, int]]] = []
+        for image in images:
+            pending.append(self._prepare(image))
+            if len(pending) == batch_size:
+                out.extend(self._finish(pending))
+                pending = []
+        if pending:  # the last partial batch is kept
+            out.extend(self._finish(pending))
+        return out
+
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, Any, tuple[int, int]]:
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}"
+            )
+        canvas, box = letterbox(image, self.input_size)
+        return canvas, box, (image.shape[1], image.shape[0])
+
+    def _finish(
+        self, pending: Sequence[tuple[np.ndarray, Any, tuple[int, int]]]
+    ) -> list[np.ndarray]:
+        batch = np.stack([canvas for canvas, _, _ in pending]).astype(np.float32)
+        classes = self.predict_logits(batch).argmax(axis=-1).astype(np.uint8)
+        return [
+            unletterbox(c, box, size) for c, (_, box, size) in zip(classes, pending, strict=True)
+        ]
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def load_keras_model(path: str | Path) -> Any:
+    """Load a `.keras` file for inference, registering the model zoo's custom layers first."""
+    import keras
+
+    try:  # the registry registers its custom layers on import; absent until the zoo lands
+        import cityseg.models.registry  # noqa: F401
+    except ModuleNotFoundError as err:
+        if err.name != "cityseg.models.registry":
+            raise
+    try:
+        return keras.saving.load_model(str(path), compile=False)
+    except Exception as err:  # Keras raises many types for a bad archive
+        raise RuntimeLoadError(f"{path}: cannot load Keras model ({err})") from err
+
+
+def find_export(run_dir: str | Path, runtime: str, quantize: str | None = None) -> Path:
+    """The exported model for `runtime` in `<run>/export/` (the most recent if several)."""
+    suffix = {"onnx": ".onnx", "litert": ".tflite"}[runtime]
+    folder = Path(run_dir) / "export"
+    found = sorted(folder.glob(f"*{suffix}")) if folder.is_dir() else []
+    if quantize is not None:
+        found = [p for p in found if _read_json(sidecar_path(p)).get("quantize") == quantize]
+    if not found:
+        raise RuntimeLoadError(
+            f"{run_dir}: no {suffix} export in {folder} (run `cityseg export --run {run_dir} "
+            f"--format {runtime}`)"
+        )
+    return max(found, key=lambda p: p.stat().st_mtime)
+
+
+def list_exports(run_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every exported model in `<run>/export/` with its sidecar, sorted by file name."""
+    folder = Path(run_dir) / "export"
+    if not folder.is_dir():
+        return []
+    files = sorted(p for p in folder.iterdir() if p.suffix in (".onnx", ".tflite"))
+    return [(p, _read_json(sidecar_path(p))) for p in files if sidecar_path(p).is_file()]
+
+
+def meets_parity(meta: dict[str, Any]) -> bool:
+    """Whether an export's recorded parity meets the bar for its precision."""
+    parity = meta.get("parity") or {}
+    if "pixel_agreement" not in parity:
+        return False
+    quantize = meta.get("quantize", "none")
+    if quantize == "none":
+        return float(parity["pixel_agreement"]) >= 0.999
+    limit = {"fp16": 0.001, "int8": 0.01}.get(quantize, 0.0)
+    return float(parity.get("miou_delta", 1.0)) <= limit
+
+
+def best_runtime(run_dir: str | Path) -> Path:
+    """The fastest model file of a run whose parity meets the bar (falls back to Keras).
+
+    Speed is the `latency_ms` the exporter measured on this machine and stored in the
+    sidecar; exports without a parity or latency record are not considered.
+    """
+    run_dir = Path(run_dir)
+    candidates = [
+        (float(meta["latency_ms"]), path)
+        for path, meta in list_exports(run_dir)
+        if meets_parity(meta) and meta.get("latency_ms") is not None
+    ]
+    if not candidates:
+        return run_dir
+    return min(candidates)[1]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RuntimeLoadError(f"{path}: not valid JSON ({err})") from err
+    return data if isinstance(data, dict) else {}
+
+
+def _run_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return {}
+    import yaml
+
+    data = yaml.safe_load(path.read_text())
+    return data if isinstance(data, dict) else {}

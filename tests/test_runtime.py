@@ -1,0 +1,210 @@
+"""Predictor behaviour on a hand-built Keras model whose answer is known in advance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cityseg.data.labels import NUM_CLASSES, PALETTE, colorize
+from cityseg.runtime import (
+    Predictor,
+    RuntimeLoadError,
+    best_runtime,
+    meets_parity,
+    sidecar_path,
+)
+
+SIZE = (32, 16)  # (width, height)
+
+
+def palette_model(size: tuple[int, int] = SIZE):
+    """A 1x1 conv scoring each pixel by closeness to each category colour.
+
+    logit_c = 2 x.p_c - |p_c|^2 = |x|^2 - |x - p_c|^2, so argmax is the nearest palette
+    colour: `predict(colorize(c)) == c` exactly, a result known before running it.
+    """
+    import keras
+
+    palette = PALETTE.astype("float32")
+    inputs = keras.Input((size[1], size[0], 3))
+    conv = keras.layers.Conv2D(NUM_CLASSES, 1, name="palette")
+    outputs = conv(inputs)
+    model = keras.Model(inputs, outputs, name="palette_model")
+    conv.set_weights([(2 * palette.T)[None, None], -(palette**2).sum(axis=1)])
+    return model
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """A run folder holding the palette model plus a metrics.json."""
+    run = tmp_path_factory.mktemp("runs") / "palette_run"
+    run.mkdir()
+    palette_model().save(run / "model.keras")
+    (run / "metrics.json").write_text(json.dumps({"name": "palette_run", "test": {"miou": 1.0}}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def predictor(run_dir: Path) -> Predictor:
+    return Predictor.load(run_dir)
+
+
+def _blocks(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Categories in 8x8 blocks of random classes (large enough to survive resizing)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, NUM_CLASSES, size=(height // 8, width // 8), dtype=np.uint8)
+    return np.kron(coarse, np.ones((8, 8), np.uint8))
+
+
+def test_load_run_folder_attributes(predictor: Predictor, run_dir: Path) -> None:
+    assert predictor.runtime == "keras"
+    assert predictor.name == "palette_run"
+    assert predictor.input_size == SIZE
+    assert predictor.metrics["test"]["miou"] == 1.0
+    assert predictor.source == run_dir
+
+
+def test_predict_recovers_categories_at_model_size(predictor: Predictor) -> None:
+    truth = _blocks(SIZE[1], SIZE[0])
+    mask = predictor.predict(colorize(truth))
+    assert mask.dtype == np.uint8
+    np.testing.assert_array_equal(mask, truth)
+
+
+def test_predict_other_size_and_aspect_returns_original_size(predictor: Predictor) -> None:
+    # A square frame is letterboxed (not squashed) and the answer comes back at its size.
+    truth = _blocks(64, 64, seed=1)
+    mask = predictor.predict(colorize(truth))
+    assert mask.shape == (64, 64)
+    # Block interiors survive the down/up round trip; only block edges may move a pixel.
+    agree = (mask == truth).mean()
+    assert agree > 0.6, agree
+    # The padding (black = void) is cropped off: only the 8 real columns of classes show.
+    assert set(np.unique(mask)) <= set(np.unique(truth))
+
+
+def test_letterbox_not_squash() -> None:
+    # A square frame must reach the model as a centred 16x16 picture padded with zeros,
+    # never stretched to 32x16; a spy back end sees exactly what the model would.
+    seen: list[np.ndarray] = []
+
+    def spy(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch)
+        return np.zeros((*batch.shape[:3], NUM_CLASSES), np.float32)
+
+    predictor = Predictor(spy, name="spy", runtime="keras", input_size=SIZE)
+    image = np.full((40, 40, 3), 200, np.uint8)
+    mask = predictor.predict(image)
+    assert mask.shape == (40, 40)
+    (canvas,) = seen[0]
+    assert canvas.shape == (16, 32, 3)
+    np.testing.assert_array_equal(canvas[:, 8:24], 200)  # content keeps its aspect
+    np.testing.assert_array_equal(canvas[:, :8], 0)  # padding left and right
+    np.testing.assert_array_equal(canvas[:, 24:], 0)
+
+
+def test_predict_many_matches_predict_with_partial_batch(predictor: Predictor) -> None:
+    images = [colorize(_blocks(16 * (1 + i % 2), 32, seed=i)) for i in range(5)]
+    many = predictor.predict_many(images, batch_size=2)
+    assert len(many) == 5  # 2 + 2 + 1: the last partial batch is kept
+    for image, mask in zip(images, many, strict=True):
+        np.testing.assert_array_equal(mask, predictor.predict(image))
+
+
+def test_predict_logits_shape_and_values(predictor: Predictor) -> None:
+    batch = np.full((3, SIZE[1], SIZE[0], 3), 128.0, np.float32)
+    logits = predictor.predict_logits(batch)
+    assert logits.shape == (3, SIZE[1], SIZE[0], NUM_CLASSES)
+    palette = PALETTE.astype(np.float64)
+    expected = 2 * 128.0 * palette.sum(axis=1) - (palette**2).sum(axis=1)
+    np.testing.assert_allclose(logits[0, 0, 0], expected, rtol=1e-5)
+
+
+def test_predict_logits_rejects_wrong_size(predictor: Predictor) -> None:
+    with pytest.raises(ValueError, match="does not match"):
+        predictor.predict_logits(np.zeros((1, 8, 8, 3), np.float32))
+
+
+def test_predict_rejects_non_rgb(predictor: Predictor) -> None:
+    with pytest.raises(ValueError, match="RGB uint8"):
+        predictor.predict(np.zeros((16, 32), np.uint8))
+    with pytest.raises(ValueError, match="RGB uint8"):
+        predictor.predict(np.zeros((16, 32, 3), np.float32))
+
+
+def test_unknown_format_names_file(tmp_path: Path) -> None:
+    bad = tmp_path / "model.pt"
+    bad.write_bytes(b"x")
+    with pytest.raises(RuntimeLoadError, match=r"model\.pt"):
+        Predictor.load(bad)
+
+
+def test_missing_path_and_empty_run(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="nope"):
+        Predictor.load(tmp_path / "nope")
+    with pytest.raises(RuntimeLoadError, match=r"no model\.keras"):
+        Predictor.load(tmp_path)
+    with pytest.raises(RuntimeLoadError, match=r"no \.onnx export"):
+        Predictor.load(tmp_path, runtime="onnx")
+    with pytest.raises(ValueError, match="runtime"):
+        Predictor.load(tmp_path, runtime="tensorrt")
+
+
+def test_corrupt_exports_name_file(tmp_path: Path) -> None:
+    model = tmp_path / "m.tflite"
+    model.write_bytes(b"not a flatbuffer")
+    with pytest.raises(RuntimeLoadError, match=r"m\.tflite\.json"):
+        Predictor.load(model)  # no sidecar
+    sidecar_path(model).write_text(json.dumps({"input_size": [32, 16]}))
+    with pytest.raises(RuntimeLoadError, match=r"m\.tflite"):
+        Predictor.load(model)
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"junk")
+    sidecar_path(onnx).write_text("{broken")
+    with pytest.raises(RuntimeLoadError, match=r"m\.onnx\.json"):
+        Predictor.load(onnx)
+
+
+def test_wrong_runtime_for_file(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"x")
+    with pytest.raises(RuntimeLoadError, match="cannot run on 'litert'"):
+        Predictor.load(model, runtime="litert")
+
+
+def test_meets_parity_bars() -> None:
+    assert meets_parity({"quantize": "none", "parity": {"pixel_agreement": 0.9995}})
+    assert not meets_parity({"quantize": "none", "parity": {"pixel_agreement": 0.99}})
+    assert meets_parity(
+        {"quantize": "fp16", "parity": {"pixel_agreement": 0.9, "miou_delta": 0.0005}}
+    )
+    assert not meets_parity(
+        {"quantize": "int8", "parity": {"pixel_agreement": 1, "miou_delta": 0.02}}
+    )
+    assert not meets_parity({"quantize": "none"})
+
+
+def test_best_runtime_picks_fastest_passing(tmp_path: Path) -> None:
+    export = tmp_path / "export"
+    export.mkdir()
+    records = {
+        "a.onnx": {"quantize": "none", "parity": {"pixel_agreement": 1.0}, "latency_ms": 9.0},
+        "b.tflite": {
+            "quantize": "int8",
+            "parity": {"pixel_agreement": 0.9, "miou_delta": 0.05},
+            "latency_ms": 2.0,
+        },
+        "c.tflite": {
+            "quantize": "fp16",
+            "parity": {"pixel_agreement": 0.99, "miou_delta": 0.0},
+            "latency_ms": 5.0,
+        },
+    }
+    for name, meta in records.items():
+        (export / name).write_bytes(b"")
+        sidecar_path(export / name).write_text(json.dumps({"input_size": [32, 16], **meta}))
+    assert best_runtime(tmp_path) == export / "c.tflite"  # b is faster but fails parity
+    assert best_runtime(tmp_path / "elsewhere") == tmp_path / "elsewhere"
