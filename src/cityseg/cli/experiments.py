@@ -1,0 +1,142 @@
+"""`cityseg experiments run|list` and `cityseg report`: the suites and the technical note."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+log = logging.getLogger(__name__)
+console = Console()
+
+SUITE_ORDER = ("models", "loss", "augmentation")  # `all` runs them in this order
+
+
+def run(
+    suite: str = typer.Argument(..., help="Suite name in configs/experiments/ (or 'all')."),
+    profile: str = typer.Option("cpu", help="ci (tiny, tests) | cpu (synthetic) | cityscapes."),
+    runs_dir: Path = typer.Option(Path("runs/experiments"), help="Where the run folders go."),
+    suites_dir: Path = typer.Option(Path("configs/experiments"), help="Folder of suite YAMLs."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their status only."),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Config override applied to every run, e.g. data.root=data/x."
+    ),
+) -> None:
+    """Run a suite's grid (skipping complete runs, resuming checkpointed ones)."""
+    from cityseg import experiments
+
+    names = list(SUITE_ORDER) if suite == "all" else [suite]
+    try:
+        for name in names:
+            record = experiments.run_suite(
+                name,
+                profile,
+                runs_dir=runs_dir,
+                suites_dir=suites_dir,
+                overrides=overrides,
+                dry_run=dry_run,
+            )
+            if dry_run:
+                _print_plan(record)
+            else:
+                _print_record(record)
+    except experiments.SuiteError as err:
+        console.print(f"[red]error:[/red] {err}")
+        raise typer.Exit(2) from err
+
+
+def _print_plan(record: dict) -> None:
+    table = Table(title=f"suite {record['suite']} ({record['profile']}): planned runs")
+    for column in ("run", "status", "model", "loss", "lr", "augment", "seed", "size", "epochs"):
+        table.add_column(column)
+    for run in record["runs"]:
+        table.add_row(
+            run["name"],
+            run["status"],
+            run["model"],
+            run["loss"],
+            f"{run['learning_rate']:g}",
+            "+".join(run["augment"]) or "none",
+            str(run["seed"]),
+            run["size"],
+            str(run["epochs"]),
+        )
+    console.print(table)
+    for note in record["choices"]:
+        console.print(f"chosen: {note}")
+    if record["optuna_trials"]:
+        console.print(f"then {record['optuna_trials']} Optuna learning-rate trials")
+
+
+def _print_record(record: dict) -> None:
+    table = Table(title=f"suite {record['suite']} ({record['profile']})")
+    for column in ("run", "action", "val mIoU"):
+        table.add_column(column)
+    for run in record["runs"].values():
+        score = run.get("val_miou")
+        shown = "-" if score is None or math.isnan(score) else f"{score:.4f}"
+        table.add_row(run["name"], run["action"], shown)
+    console.print(table)
+    console.print(f"wall time of this invocation: {record['invocations'][-1]['wall_time_s']:.0f} s")
+
+
+def list_suites(
+    suites_dir: Path = typer.Option(Path("configs/experiments"), help="Folder of suite YAMLs."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+) -> None:
+    """List the suites, their arms and profiles."""
+    from cityseg import experiments
+
+    rows = []
+    for name in experiments.list_suites(suites_dir):
+        suite = experiments.load_suite(name, suites_dir)
+        rows.append(
+            {
+                "name": suite.name,
+                "arms": [a.name for a in suite.grid],
+                "seeds": list(suite.seeds),
+                "profiles": sorted(suite.profiles),
+                "optuna_trials": int(suite.optuna.get("trials", 0)),
+                "description": suite.description,
+            }
+        )
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title=f"suites in {suites_dir}")
+    for column in ("suite", "arms", "seeds", "profiles", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            ", ".join(row["arms"]),
+            ", ".join(map(str, row["seeds"])) or "-",
+            ", ".join(row["profiles"]),
+            row["description"],
+        )
+    console.print(table)
+
+
+def report(
+    runs_dir: Path = typer.Option(Path("runs/experiments"), help="Runs written by the suites."),
+    out: Path = typer.Option(Path("docs/technical-note.md"), help="Markdown file to write."),
+    bench_dir: Path = typer.Option(Path("bench"), help="Folder of benchmark JSON files."),
+    html: bool = typer.Option(True, help="Also render the note to HTML next to it."),
+) -> None:
+    """Write the technical note (Markdown + figures + HTML) from the recorded runs."""
+    from cityseg.report import write_report
+
+    path = write_report(out, runs_dir=runs_dir, bench_dir=bench_dir, html=html)
+    console.print(f"technical note written to {path}")
+
+
+def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Typer) -> None:
+    """Add `cityseg experiments run|list` and `cityseg report`."""
+    experiments_app.command("run")(run)
+    experiments_app.command("list")(list_suites)
+    app.command("report")(report)
