@@ -1,0 +1,83 @@
+"""`cityseg serve` (the segmentation service) and `cityseg bench serve` (its load test)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+
+log = logging.getLogger(__name__)
+
+
+def serve(
+    run: Path | None = typer.Option(
+        None,
+        help="Run folder (runs/NAME) or exported .tflite/.onnx; default: the best run in runs/.",
+    ),
+    host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="Port (default 8000)."),
+    runtime: str | None = typer.Option(None, help="Back end: auto, keras, litert or onnx."),
+    runs_dir: Path | None = typer.Option(None, help="Where to look for the best run (runs/)."),
+) -> None:
+    """Serve a model over HTTP with its web page (settings also from CITYSEG_* variables)."""
+    import uvicorn
+    from typer.models import OptionInfo
+
+    from cityseg.service.app import NoModelError, create_app
+    from cityseg.service.settings import Settings
+
+    given = {"run": run, "host": host, "port": port, "runtime": runtime, "runs_dir": runs_dir}
+    # Called from Python (e.g. `cityseg demo`), unset options arrive as typer's OptionInfo.
+    settings = Settings(
+        **{k: v for k, v in given.items() if v is not None and not isinstance(v, OptionInfo)}
+    )
+    try:
+        app = create_app(settings)
+    except NoModelError as err:
+        typer.echo(f"cityseg serve: {err}", err=True)
+        raise typer.Exit(1) from err
+    typer.echo(f"serving at http://{settings.host}:{settings.port}/ (docs at /docs)")
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+
+
+def bench_serve(
+    run: Path | None = typer.Option(None, help="Run folder or exported model; default: best run."),
+    requests: int = typer.Option(200, min=1, help="Requests to send in total."),
+    concurrency: int = typer.Option(4, min=1, help="Clients sending at the same time."),
+    size: str = typer.Option(
+        "1024x512", help="WIDTHxHEIGHT of the test image when the run has no test sample."
+    ),
+    timeout: float = typer.Option(
+        60.0, help="Seconds one request may take before it counts as an error."
+    ),
+    max_seconds: float = typer.Option(600.0, help="Stop sending after this many seconds."),
+    json_out: Path | None = typer.Option(
+        None, "--json", help="Write the results to this JSON file."
+    ),
+) -> None:
+    """Start the service on a free port, load it with N requests from C clients, report."""
+    from cityseg.bench_serve import run_bench
+    from cityseg.config import parse_size
+
+    result = run_bench(
+        run=run,
+        requests=requests,
+        concurrency=concurrency,
+        size=parse_size(size),
+        timeout_s=timeout,
+        max_seconds=max_seconds,
+    )
+    text = json.dumps(result, indent=2)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(text + "\n")
+        typer.echo(f"wrote {json_out}")
+    typer.echo(text)
+
+
+def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Typer) -> None:
+    """Add `cityseg serve` and `cityseg bench serve`."""
+    app.command()(serve)
+    bench_app.command("serve")(bench_serve)

@@ -1,0 +1,228 @@
+"""Build the FastAPI app: settings, model loading (lifespan), routers, errors, static page.
+
+Example:
+    >>> from cityseg.service.app import create_app
+    >>> from cityseg.service.settings import Settings
+    >>> app = create_app(Settings(run="runs/unet_mini_256x128_ce"))  # uvicorn.run(app)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import HTTPException
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from cityseg.service.imaging import ImageError
+from cityseg.service.samples import SampleStore, manifest_for
+from cityseg.service.settings import Settings
+from cityseg.service.worker import InferenceWorker, PredictorLike, QueueFullError
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+class NoModelError(RuntimeError):
+    """No model to serve: none given and no finished run found."""
+
+
+@dataclass
+class ServiceState:
+    """What the routes share: settings, the model once loaded, the samples."""
+
+    settings: Settings
+    model_path: Path | None
+    predictor: PredictorLike | None = None
+    worker: InferenceWorker | None = None
+    samples: SampleStore = field(default_factory=SampleStore.empty)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True once the model is loaded and the inference thread runs."""
+        return self.worker is not None
+
+
+def run_score(metrics: dict[str, Any]) -> float | None:
+    """The mIoU a run is ranked by: test if recorded, else validation."""
+    for split in ("test", "val"):
+        scores = metrics.get(split)
+        if isinstance(scores, dict) and isinstance(scores.get("miou"), int | float):
+            return float(scores["miou"])
+    return None
+
+
+def find_best_run(runs_dir: Path) -> Path | None:
+    """The run folder under `runs_dir` with the highest test (else val) mIoU and a model."""
+    best: tuple[float, str, Path] | None = None
+    if not runs_dir.is_dir():
+        return None
+    for metrics_file in sorted(runs_dir.glob("*/metrics.json")):
+        run = metrics_file.parent
+        if not (run / "model.keras").is_file():
+            continue
+        try:
+            score = run_score(json.loads(metrics_file.read_text()))
+        except (json.JSONDecodeError, OSError) as err:
+            log.warning("skipping %s: %s", metrics_file, err)
+            continue
+        if score is not None and (best is None or (score, run.name) > best[:2]):
+            best = (score, run.name, run)
+    return None if best is None else best[2]
+
+
+def resolve_model_path(settings: Settings) -> Path:
+    """The run folder or exported file to serve; `NoModelError` says how to make one."""
+    if settings.run is not None:
+        if not settings.run.exists():
+            raise NoModelError(f"model not found: {settings.run} (CITYSEG_RUN / --run)")
+        return settings.run
+    best = find_best_run(settings.runs_dir)
+    if best is None:
+        raise NoModelError(
+            f"no finished run under {settings.runs_dir}/ (a folder with model.keras and a "
+            "metrics.json holding val or test miou). Make one with `cityseg demo`, or "
+            "`cityseg train --config configs/...`, or pass --run PATH."
+        )
+    log.info("serving the best run under %s: %s", settings.runs_dir, best)
+    return best
+
+
+def _load_predictor(path: Path, runtime: str) -> PredictorLike:
+    from cityseg.runtime import Predictor
+
+    return Predictor.load(path, runtime=runtime)
+
+
+def _load_samples(state: ServiceState) -> SampleStore:
+    manifest = state.settings.manifest or manifest_for(state.model_path)
+    if manifest is None or not manifest.is_file():
+        log.warning("no split manifest (%s): /v1/samples will be empty", manifest)
+        return SampleStore.empty()
+    try:
+        return SampleStore.from_manifest(manifest)
+    except Exception as err:  # a broken manifest must not take the model down with it
+        log.warning("cannot read the split manifest %s: %s", manifest, err)
+        return SampleStore.empty()
+
+
+def _read_metrics(state: ServiceState) -> dict[str, Any]:
+    recorded = getattr(state.predictor, "metrics", None)
+    if isinstance(recorded, dict) and recorded:
+        return recorded
+    path = state.model_path
+    if path is None:
+        return {}
+    metrics_file = (path if path.is_dir() else path.parent) / "metrics.json"
+    try:
+        return json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    except json.JSONDecodeError:
+        return {}
+
+
+async def _start(state: ServiceState, predictor: PredictorLike | None) -> None:
+    """Load the model off the event loop, so /health can answer 503 meanwhile."""
+    try:
+        if predictor is None:
+            assert state.model_path is not None
+            log.info("loading %s (runtime %s)", state.model_path, state.settings.runtime)
+            predictor = await asyncio.to_thread(
+                _load_predictor, state.model_path, state.settings.runtime
+            )
+        state.predictor = predictor
+        state.metrics = _read_metrics(state)
+        if not len(state.samples):
+            state.samples = await asyncio.to_thread(_load_samples, state)
+        state.worker = InferenceWorker(
+            predictor, max_queue=state.settings.max_queue, max_batch=state.settings.max_batch
+        )
+        log.info("model %s ready (%s)", predictor.name, predictor.runtime)
+    except Exception as err:  # reported by /health; the process stays up to say why
+        log.exception("model failed to load")
+        state.error = f"{type(err).__name__}: {err}"
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    predictor: PredictorLike | None = None,
+    samples: SampleStore | None = None,
+) -> FastAPI:
+    """The service app. Tests inject `predictor` (and `samples`) instead of loading a run."""
+    from cityseg.service import routes
+
+    settings = settings or Settings()
+    model_path = settings.run if predictor is not None else resolve_model_path(settings)
+    state = ServiceState(settings=settings, model_path=model_path)
+    if samples is not None:
+        state.samples = samples
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_start(state, predictor))
+        if predictor is not None:
+            await task  # nothing slow to wait for: be ready at once
+        try:
+            yield
+        finally:
+            task.cancel()
+            if state.worker is not None:
+                await asyncio.to_thread(state.worker.close)
+                state.worker = None
+
+    app = FastAPI(
+        title="cityseg",
+        summary="Semantic segmentation of street scenes into the 8 Cityscapes categories.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.service = state
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key"],
+            expose_headers=["X-Model", "X-Inference-Ms", "X-Batch-Size"],
+        )
+    _add_error_handlers(app)
+    app.include_router(routes.health_router)
+    app.include_router(routes.model_router)
+    app.include_router(routes.segment_router)
+    app.include_router(routes.samples_router)
+    app.include_router(routes.page_router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ImageError)
+    async def image_error(request: Request, exc: ImageError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(QueueFullError)
+    async def queue_full(request: Request, exc: QueueFullError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": f"server busy: {exc}; retry shortly"},
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, HTTPException):  # pragma: no cover - handled by FastAPI first
+            raise exc
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)

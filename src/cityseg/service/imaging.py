@@ -1,0 +1,138 @@
+"""Safe decoding of uploaded images and PNG encoding of masks.
+
+Accepted formats: PNG, JPEG, WebP and BMP (what cameras and browsers produce). GIF, TIFF,
+PDF and the rest are refused with 415, so that a client learns to convert rather than get a
+silent first frame. The pixel count is checked from the header, before anything is decoded,
+so a decompression bomb costs a few bytes of parsing.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from cityseg.data import labels
+
+ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP")
+ACCEPTED_MEDIA_TYPES: tuple[str, ...] = (
+    "image/png",
+    "image/jpeg",
+    "image/webp",
+    "image/bmp",
+)
+
+# Magic numbers of formats Pillow may not even open (PDF, HEIC), so that they get a 415 that
+# names them rather than a 400 "not an image".
+_KNOWN_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF", "PDF"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"8BPS", "PSD"),
+)
+
+
+class ImageError(ValueError):
+    """An upload that cannot be segmented; `status` is the HTTP status to answer with."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def _sniff(data: bytes) -> str | None:
+    for magic, name in _KNOWN_MAGIC:
+        if data.startswith(magic):
+            return name
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "HEIF/AVIF"
+    return None
+
+
+def open_checked(data: bytes, *, max_pixels: int, name: str = "upload") -> Image.Image:
+    """Open lazily (header only) and check format and pixel count; no pixel is decoded."""
+    if not data:
+        raise ImageError(400, f"{name}: empty body; send an image (PNG, JPEG, WebP or BMP)")
+    try:
+        with warnings.catch_warnings():
+            # Our own limit applies below; Pillow's warning would only add noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as err:
+        raise ImageError(413, f"{name}: image too large ({err})") from err
+    except UnidentifiedImageError as err:
+        sniffed = _sniff(data)
+        if sniffed:
+            raise ImageError(415, _unsupported(name, sniffed)) from err
+        raise ImageError(
+            400, f"{name}: not an image Pillow can identify ({len(data)} bytes)"
+        ) from err
+    except (OSError, SyntaxError, ValueError) as err:
+        raise ImageError(400, f"{name}: corrupt image header ({err})") from err
+    if image.format not in ACCEPTED_FORMATS:
+        raise ImageError(415, _unsupported(name, image.format or "unknown"))
+    width, height = image.size
+    if width <= 0 or height <= 0:
+        raise ImageError(400, f"{name}: image has no pixels ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageError(
+            413,
+            f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of "
+            f"{max_pixels} pixels",
+        )
+    return image
+
+
+def _unsupported(name: str, fmt: str) -> str:
+    return f"{name}: unsupported image format {fmt}; send one of {', '.join(ACCEPTED_FORMATS)}"
+
+
+def decode_image(data: bytes, *, max_pixels: int, name: str = "upload") -> np.ndarray:
+    """Bytes -> RGB uint8 (H, W, 3) in displayed orientation; `ImageError` on bad input."""
+    image = open_checked(data, max_pixels=max_pixels, name=name)
+    try:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as err:
+        raise ImageError(413, f"{name}: image too large ({err})") from err
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageError(400, f"{name}: truncated or corrupt {image.format} data ({err})") from err
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    """Any Pillow mode (greyscale, 16-bit, palette, alpha, CMYK) -> RGB uint8 (H, W, 3)."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit greyscale: keep the top 8 bits instead of Pillow's clipping at 255.
+        grey = np.asarray(image, dtype=np.int64)
+        top = 65535 if grey.max(initial=0) > 255 or image.mode.startswith("I;16") else 255
+        grey8 = np.clip(grey * 255 // top, 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey8[..., None], 3, axis=2))
+    if image.mode == "F":
+        grey8 = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey8[..., None], 3, axis=2))
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")  # resolves the palette and its transparency together
+    if image.mode != "RGB":
+        image = image.convert("RGB")  # drops alpha: the camera never sees transparency
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))
+
+
+def encode_png(array: np.ndarray) -> bytes:
+    """uint8 (H, W) or (H, W, 3) -> PNG bytes (fast compression: masks compress well anyway)."""
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def overlay(image: np.ndarray, categories: np.ndarray, alpha: float) -> np.ndarray:
+    """Blend the category colours over the image: `alpha` = mask opacity in 0..1."""
+    colour = labels.colorize(categories).astype(np.float32)
+    blended = image.astype(np.float32) * (1.0 - alpha) + colour * alpha
+    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,135 @@
+"""Fixtures of the service tests: a fake predictor, sample files, a TestClient, a live server."""
+
+from __future__ import annotations
+
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from cityseg.data import labels
+from cityseg.service.app import create_app
+from cityseg.service.samples import SampleStore, make_ref
+from cityseg.service.settings import Settings
+
+
+class FakePredictor:
+    """Category = red channel // 32, so every image has a known, image-specific mask."""
+
+    name = "fake_model"
+    runtime = "fake"
+    input_size = (64, 32)
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.metrics = {"name": "fake_model", "test": {"miou": 0.5}}
+        self.delay_s = delay_s
+        self.calls = 0
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Categories from the red channel."""
+        self.calls += 1
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return expected_mask(image)
+
+
+def expected_mask(image: np.ndarray) -> np.ndarray:
+    """What FakePredictor answers for `image`."""
+    return (image[..., 0] // 32).astype(np.uint8)
+
+
+def png_bytes(array: np.ndarray, **save: object) -> bytes:
+    """Encode an array (or use mode as given) as PNG."""
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG", **save)
+    return buffer.getvalue()
+
+
+def random_image(width: int, height: int, seed: int = 0) -> np.ndarray:
+    """Random RGB uint8 (H, W, 3)."""
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+@pytest.fixture
+def sample_store(tmp_path: Path) -> SampleStore:
+    """Two test samples on disk: a camera PNG and a labelIds PNG each."""
+    refs = []
+    road, car = int(labels.CATEGORY_TO_ID[1]), int(labels.CATEGORY_TO_ID[7])
+    for i, city in enumerate(("lindau", "munster")):
+        folder = tmp_path / "leftImg8bit" / "test" / city
+        gt = tmp_path / "gtFine" / "test" / city
+        folder.mkdir(parents=True)
+        gt.mkdir(parents=True)
+        stem = f"{city}_000000_00000{i}"
+        image = random_image(48, 24, seed=i)
+        ids = np.full((24, 48), road, np.uint8)
+        ids[:, 24:] = car
+        Image.fromarray(image).save(folder / f"{stem}_leftImg8bit.png")
+        Image.fromarray(ids).save(gt / f"{stem}_gtFine_labelIds.png")
+        refs.append(
+            make_ref(folder / f"{stem}_leftImg8bit.png", gt / f"{stem}_gtFine_labelIds.png", city)
+        )
+    return SampleStore(refs)
+
+
+@pytest.fixture
+def fake_predictor() -> FakePredictor:
+    """A fresh fake predictor."""
+    return FakePredictor()
+
+
+@pytest.fixture
+def client(fake_predictor: FakePredictor, sample_store: SampleStore) -> Iterator[TestClient]:
+    """TestClient of an app serving the fake predictor and two samples."""
+    app = create_app(Settings(), predictor=fake_predictor, samples=sample_store)
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real uvicorn server in a thread (fake predictor, a little slow); yields its base URL."""
+    import httpx
+    import uvicorn
+
+    tmp = tmp_path_factory.mktemp("live")
+    refs = []
+    road = int(labels.CATEGORY_TO_ID[1])
+    for i in range(2):
+        image_path, label_path = tmp / f"x_000000_00000{i}_leftImg8bit.png", tmp / f"l{i}.png"
+        Image.fromarray(random_image(96, 48, seed=10 + i)).save(image_path)
+        Image.fromarray(np.full((48, 96), road, np.uint8)).save(label_path)
+        refs.append(make_ref(image_path, label_path, "testcity"))
+    app = create_app(Settings(), predictor=FakePredictor(delay_s=0.01), samples=SampleStore(refs))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    else:
+        raise RuntimeError("live server did not start")
+    yield url
+    server.should_exit = True
+    thread.join(timeout=10)
