@@ -1,0 +1,232 @@
+"""The technical note from hand-written run folders: numbers in, the same numbers out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from cityseg import report
+from cityseg.data import labels
+
+CATS = list(labels.CATEGORIES)
+
+
+def _metrics(name: str, model: str, val: float, test: float, **extra: float) -> dict:
+    def split(miou: float) -> dict:
+        per = {c: round(miou + 0.01 * (i - 4), 4) for i, c in enumerate(CATS)}
+        cm = (np.eye(8, dtype=int) * 100 + 3).tolist()
+        return {
+            "miou": miou,
+            "category_iou": miou + 0.05,
+            "per_category_iou": per,
+            "dice": miou + 0.1,
+            "per_category_dice": per,
+            "pixel_accuracy": 0.9,
+            "confusion_matrix": cm,
+        }
+
+    return {
+        "name": name,
+        "model": model,
+        "loss": "ce",
+        "input_size": [64, 32],
+        "params": 1_234_567,
+        "model_size_mb": 4.7,
+        "train_time_s": 61.0,
+        "time_per_epoch_s": 12.2,
+        "epochs_run": 5,
+        "best_epoch": 4,
+        "inference_ms": 8.5,
+        "val": split(val),
+        "test": split(test),
+        **extra,
+    }
+
+
+def write_run(
+    runs_dir: Path,
+    suite: str,
+    name: str,
+    *,
+    model: str = "unet_mini",
+    loss: str = "ce",
+    val: float = 0.5,
+    test: float = 0.45,
+    seed: int = 0,
+    augment: tuple[str, ...] = (),
+) -> Path:
+    """A finished run folder written by hand (what train.py would leave)."""
+    run = runs_dir / suite / name
+    run.mkdir(parents=True)
+    config = {
+        "name": f"{suite}-{name}",
+        "data": {"root": "data/none", "size": "64x32", "augment": list(augment)},
+        "model": {"name": model},
+        "train": {"loss": loss, "learning_rate": 0.002, "seed": seed},
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    (run / "metrics.json").write_text(json.dumps(_metrics(name, model, val, test)))
+    with (run / "history.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", "loss", "miou", "val_loss", "val_miou", "lr"])
+        for epoch in range(5):
+            writer.writerow([epoch, 1.0 - 0.1 * epoch, val + 0.01, 1.0, val - 0.02 * (4 - epoch), 0.002])
+    return run
+
+
+def write_record(runs_dir: Path, suite: str, runs: dict, **extra: object) -> None:
+    """A suite.json like experiments.run_suite leaves."""
+    record = {
+        "suite": suite,
+        "profile": "cpu",
+        "runs": runs,
+        "invocations": [{"command": f"cityseg experiments run {suite}", "wall_time_s": 120.0, "trained": len(runs)}],
+        "wall_time_s": 120.0,
+        **extra,
+    }
+    (runs_dir / suite / "suite.json").write_text(json.dumps(record))
+
+
+def _aug_suite(runs_dir: Path, values: dict[str, list[float]]) -> None:
+    entries = {}
+    for arm, seeds in values.items():
+        for seed, val in enumerate(seeds):
+            name = f"{arm}-s{seed}"
+            write_run(runs_dir, "augmentation", name, val=val, seed=seed)
+            entries[name] = {"name": name, "arm": arm, "seed": seed}
+    write_record(runs_dir, "augmentation", entries)
+
+
+def _row(text: str, first_cell: str) -> list[str]:
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if cells[0] == first_cell:
+                return cells
+    raise AssertionError(f"no table row starting with {first_cell!r}")
+
+
+@pytest.fixture
+def models_runs(tmp_path: Path) -> Path:
+    runs_dir = tmp_path / "runs"
+    write_run(runs_dir, "models", "unet_mini", model="unet_mini", val=0.512, test=0.498)
+    write_run(runs_dir, "models", "lraspp_mobilenetv3", model="lraspp_mobilenetv3", val=0.634, test=0.601)
+    write_record(runs_dir, "models", {"unet_mini": {"arm": "unet_mini"}, "lraspp_mobilenetv3": {}})
+    return runs_dir
+
+
+def test_models_table_matches_metrics(models_runs: Path, tmp_path: Path) -> None:
+    out = report.write_report(tmp_path / "docs" / "note.md", runs_dir=models_runs, bench_dir=tmp_path)
+    text = out.read_text()
+    row = _row(text, "`unet_mini`")
+    header = _row(text, "run")
+    values = dict(zip(header, row, strict=True))
+    assert values["val mIoU"] == "0.512"
+    assert values["test mIoU"] == "0.498"
+    assert values["val cat. IoU"] == "0.562"
+    assert values["params (M)"] == "1.23"
+    assert values["ms/image"] == "8.5"
+    # The best on validation is bold and retained; its test scores appear in the retained section.
+    assert _row(text, "**`lraspp_mobilenetv3`**")[2] == "**0.634**"
+    assert "`models/lraspp_mobilenetv3`" in text
+    assert _row(text, "test")[1] == "0.601"
+    assert (tmp_path / "docs" / "figures" / "models_per_category_iou.png").is_file()
+    assert (tmp_path / "docs" / "figures" / "retained_confusion_test.png").is_file()
+    html = out.with_suffix(".html").read_text()
+    assert "<table>" in html and "figures/models_val_miou.png" in html
+    # Wall time and command come from suite.json.
+    assert "`cityseg experiments run models`" in text
+
+
+def test_selection_uses_validation_not_test(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    write_run(runs_dir, "models", "a", val=0.60, test=0.40)
+    write_run(runs_dir, "models", "b", val=0.55, test=0.70)
+    runs, _ = report.collect_runs(runs_dir)
+    assert report.best(runs["models"]).name == "a"
+
+
+def test_augmentation_within_noise_says_it_does_not_help(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    _aug_suite(runs_dir, {"none": [0.50, 0.54], "hflip": [0.53, 0.55], "color": [0.49, 0.50]})
+    text = report.write_report(tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path).read_text()
+    assert "Augmentation does not help here" in text
+    assert "Augmentation helps" not in text
+    row = _row(text, "`hflip`")
+    assert row[2] == "0.540 ± 0.014"
+    assert row[3] == "+0.020"
+    assert row[4] == "0.040"  # the larger seed spread: none 0.50..0.54
+    assert row[5] == "within noise"
+    assert "Why:" in text
+
+
+def test_augmentation_gain_beyond_noise_says_it_helps(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    _aug_suite(runs_dir, {"none": [0.50, 0.51], "hflip": [0.60, 0.61], "noise": [0.40, 0.41]})
+    text = report.write_report(tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path).read_text()
+    assert "**Augmentation helps** beyond run-to-run noise for: `hflip`" in text
+    assert "does not help" not in text
+    assert _row(text, "`hflip`")[5] == "helps"
+    assert _row(text, "`noise`")[5] == "hurts"
+
+
+def test_compare_arms_needs_two_seeds() -> None:
+    result = {c.arm: c for c in report.compare_arms({"none": [0.5], "hflip": [0.9]})}
+    assert result["hflip"].verdict == "unknown"
+    assert math.isnan(result["hflip"].noise)
+    assert "Cannot tell" in report.augmentation_summary(list(result.values()))
+
+
+def test_optuna_study_is_tabulated(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    write_run(runs_dir, "loss", "ce", val=0.5)
+    write_run(runs_dir, "loss", "dice", loss="dice", val=0.55)
+    write_run(runs_dir, "loss", "dice-lr-t0", loss="dice", val=0.58)
+    trials = [
+        {"number": 0, "state": "complete", "value": 0.58, "train.learning_rate": 0.0031, "run": "dice-lr-t0"},
+        {"number": 1, "state": "pruned", "value": None, "train.learning_rate": 0.0005, "run": "dice-lr-t1"},
+    ]
+    optuna = {
+        "param": "train.learning_rate",
+        "range": [0.0003, 0.01],
+        "base_arm": "dice",
+        "trials": trials,
+        "best": {"value": 0.58, "train.learning_rate": 0.0031},
+    }
+    write_record(runs_dir, "loss", {"dice-lr-t0": {"trial": 0}}, optuna=optuna)
+    text = report.write_report(tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path).read_text()
+    assert "2 trials, 1 complete, 1 pruned" in text
+    assert "Best learning rate: 0.00310 (val mIoU 0.580)" in text
+    assert "Best loss on validation: `dice` (0.550)" in text  # trials are not grid arms
+    assert _row(text, "0")[1:] == ["0.00310", "complete", "0.580"]
+
+
+def test_bench_json_is_rendered(models_runs: Path, tmp_path: Path) -> None:
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    (bench / "loader.json").write_text(json.dumps({"images_per_s": 123.4, "workers": 2}))
+    (bench / "latency.json").write_text(json.dumps([{"runtime": "onnx", "ms": 7.25}]))
+    text = report.write_report(tmp_path / "note.md", runs_dir=models_runs, bench_dir=bench).read_text()
+    assert _row(text, "images_per_s")[1] == "123.4"
+    assert _row(text, "onnx")[1] == "7.25"
+
+
+def test_broken_metrics_json_names_the_file(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "runs", "models", "bad")
+    (run / "metrics.json").write_text("{not json")
+    with pytest.raises(ValueError, match=re.escape(str(run / "metrics.json"))):
+        report.collect_runs(tmp_path / "runs")
+
+
+def test_minimal_html_converter_handles_tables_and_images() -> None:
+    html = report._minimal_html("# T\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![c](figures/x.png)")
+    assert "<h1>T</h1>" in html
+    assert "<td>1</td><td>2</td>" in html
+    assert '<img alt="c" src="figures/x.png">' in html
