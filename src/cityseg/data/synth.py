@@ -1,0 +1,408 @@
+"""Procedural synthetic cities written in the exact official Cityscapes layout.
+
+`render_frame` paints one street scene from the polygon list of `synth_scene` (labels by
+drawing the polygons in order with PIL, exactly as `json2labelImg` does, and the colour
+image from the same polygons plus texture, light and weather), and `generate` writes whole
+cities as `leftImg8bit/` + `gtFine/` trees. Every frame is seeded from (seed, city, frame),
+so the output is identical whatever the number of worker processes.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import shutil
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from cityscapesscripts.helpers.labels import labels as _OFFICIAL_LABELS
+from cityscapesscripts.helpers.labels import name2label
+from PIL import Image, ImageDraw, ImageFilter
+
+from cityseg.data.synth_scene import (
+    GROUND_LABELS,
+    CityStyle,
+    Obj,
+    SceneBuilder,
+    city_names,
+    make_style,
+)
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+FRAME_NUMBER = 19  # official frames are `<city>_<seq>_000019`: the 20th frame of a snippet
+PNG = {"compress_level": 1}  # fast PNG writing; the files stay lossless
+
+# Texture amplitude per label id: (fine grain, coarse blotches), relative to the base colour.
+_TEXTURE = {
+    "road": (0.07, 0.10),
+    "sidewalk": (0.06, 0.08),
+    "parking": (0.08, 0.10),
+    "terrain": (0.14, 0.18),
+    "building": (0.05, 0.10),
+    "wall": (0.07, 0.10),
+    "fence": (0.08, 0.05),
+    "vegetation": (0.20, 0.22),
+    "sky": (0.01, 0.0),
+    "pole": (0.04, 0.04),
+    "traffic sign": (0.03, 0.02),
+    "traffic light": (0.03, 0.02),
+    "person": (0.06, 0.05),
+    "rider": (0.06, 0.05),
+    "ego vehicle": (0.02, 0.05),
+}
+FINE_AMP = np.full(256, 0.04, np.float32)
+COARSE_AMP = np.full(256, 0.05, np.float32)
+for _name, (_fine, _coarse) in _TEXTURE.items():
+    FINE_AMP[name2label[_name].id] = _fine
+    COARSE_AMP[name2label[_name].id] = _coarse
+IS_GROUND = np.zeros(256, bool)
+IS_GROUND[[name2label[n].id for n in GROUND_LABELS]] = True
+SKY_ID = name2label["sky"].id
+# Official label colours (RGBA, as json2labelImg's "color" encoding writes them).
+COLOR_LUT = np.zeros((256, 4), np.uint8)
+for _lab in _OFFICIAL_LABELS:
+    if _lab.id >= 0:
+        COLOR_LUT[_lab.id] = (*_lab.color, 255)
+
+
+@dataclass(frozen=True)
+class Conditions:
+    """Per-frame light and weather."""
+
+    time_of_day: float  # 0 noon .. 1 dusk
+    fog: float  # 0 clear .. 1 thick fog
+    rain: bool
+    noise: float  # sensor noise sigma in grey levels
+    blur: float  # Gaussian blur radius in pixels (0 = sharp)
+    shadow: float  # darkening of shadowed ground, 0..1
+
+
+def _conditions(style: CityStyle, rng: np.random.Generator) -> Conditions:
+    dusk = rng.uniform() < style.dusk
+    return Conditions(
+        time_of_day=rng.uniform(0.55, 1.0) if dusk else rng.uniform(0.0, 0.35),
+        fog=rng.uniform(0.3, 1.0) if rng.uniform() < style.fog else 0.0,
+        rain=bool(rng.uniform() < style.rain),
+        noise=rng.uniform(1.0, 6.0),
+        blur=rng.uniform(0.4, 1.3) if rng.uniform() < 0.5 else 0.0,
+        shadow=rng.uniform(0.25, 0.5),
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _noise(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed noise tiles for a frame size: fine (H, W, 3) and coarse blotches (H, W).
+
+    Drawing fresh Gaussian noise for every frame costs more than the whole rendering; a
+    fixed tile rolled by a per-frame offset is as good for texture and stays deterministic.
+    """
+    width, height = size
+    rng = np.random.default_rng(12345)
+    fine = rng.standard_normal((height, width, 3), dtype=np.float32)
+    coarse = np.zeros((height, width), np.float32)
+    for cell, weight in ((32, 0.6), (8, 0.4)):
+        small = rng.standard_normal((max(2, height // cell), max(2, width // cell))).astype(
+            np.float32
+        )
+        img = Image.fromarray(small, mode="F").resize((width, height), Image.Resampling.BILINEAR)
+        coarse += weight * np.asarray(img)
+    coarse /= coarse.std() + 1e-6
+    return fine, coarse
+
+
+def _roll(tile: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return np.roll(
+        tile, (int(rng.integers(tile.shape[0])), int(rng.integers(tile.shape[1]))), axis=(0, 1)
+    )
+
+
+def _draw(objects: list[Obj], size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
+    """Paint the colour image and an object-index image (0 = nothing) from the polygons."""
+    rgb = Image.new("RGB", size)
+    index = Image.new("I", size, 0)
+    paint, mark = ImageDraw.Draw(rgb), ImageDraw.Draw(index)
+    for k, ob in enumerate(objects, start=1):
+        if name2label[ob.label].id < 0:  # json2labelImg skips negative ids; so do we
+            continue
+        paint.polygon(ob.polygon, fill=ob.color)
+        mark.polygon(ob.polygon, fill=k)
+        for pts, color in ob.details:
+            paint.polygon(pts, fill=color)
+    return rgb, np.asarray(index)
+
+
+def _shade(
+    image: np.ndarray,
+    label_ids: np.ndarray,
+    depth: np.ndarray,
+    shadow: np.ndarray,
+    cond: Conditions,
+    horizon: float,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Texture, shadows, sky, time of day, fog, rain, noise: all from the same geometry."""
+    height, width = label_ids.shape
+    fine, coarse = _noise((width, height))
+    grain = _roll(fine, rng)
+    blotch = _roll(coarse, rng)
+    tex = 1 + FINE_AMP[label_ids] * grain[..., 0] + COARSE_AMP[label_ids] * blotch
+    image *= tex[..., None]
+    # shadows darken the ground only (a car is not darkened by its own shadow polygon)
+    ground = IS_GROUND[label_ids]
+    image[shadow & ground] *= 1 - cond.shadow
+    # sky: lighter toward the horizon, warm at dusk, with clouds from the blotch noise
+    sky_rows = max(1, min(height, int(horizon) + 2))
+    sky = label_ids[:sky_rows] == SKY_ID
+    rows = np.linspace(0, 1, sky_rows, dtype=np.float32)[:, None, None]
+    warm = np.array([255, 150, 90], np.float32) * cond.time_of_day
+    toward = np.array([235, 235, 240], np.float32) * (1 - cond.time_of_day) + warm
+    top = image[:sky_rows]
+    top[:] = np.where(sky[..., None], top * (1 - 0.6 * rows) + toward * 0.6 * rows, top)
+    cloud = np.clip(_roll(coarse, rng)[:sky_rows] - 0.3, 0, 1)[..., None] * rng.uniform(0.3, 0.9)
+    top[:] = np.where(sky[..., None], top * (1 - cloud) + 245 * cloud, top)
+    # time of day: darker and warmer toward dusk
+    tint = np.array([1.0, 1 - 0.18 * cond.time_of_day, 1 - 0.4 * cond.time_of_day], np.float32)
+    image *= tint * (1 - 0.45 * cond.time_of_day)
+    # aerial perspective / fog: blend to grey with depth
+    visibility = 1500.0 if cond.fog == 0 else 25 + 250 * (1 - cond.fog)
+    haze = 1 - np.exp(-depth / visibility)
+    fog_color = np.float32(200 * (1 - 0.4 * cond.time_of_day))
+    image += (fog_color - image) * haze[..., None]
+    if cond.rain:
+        layer = Image.new("L", (width, height), 0)
+        draw = ImageDraw.Draw(layer)
+        slant = rng.uniform(-0.25, 0.25)
+        for _ in range(int(width * height / 900)):
+            x, y = rng.uniform(0, width), rng.uniform(0, height)
+            length = rng.uniform(0.02, 0.06) * height
+            draw.line(
+                [(x, y), (x + slant * length, y + length)], fill=int(rng.integers(60, 140)), width=1
+            )
+        streak = np.asarray(layer, np.float32)[..., None] / 255
+        image *= 0.85
+        image += (215 - image) * streak
+    image += grain * cond.noise if cond.noise else 0
+    return image
+
+
+def render_frame(
+    city_style: CityStyle, frame_seed: int, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]]]:
+    """Render one frame: RGB uint8 (H, W, 3), label ids uint8 (H, W), the JSON objects list.
+
+    Pure: the same (style, seed, size) always gives the same arrays.
+    """
+    image, label_ids, polygons, _ = _render(city_style, frame_seed, size)
+    return image, label_ids, polygons
+
+
+def _render(
+    city_style: CityStyle, frame_seed: int, size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray, list[dict[str, Any]], np.ndarray]:
+    width, height = size
+    if width < 16 or height < 8:
+        raise ValueError(f"size {size} is too small to render a street (at least 16x8)")
+    rng = np.random.default_rng(frame_seed)
+    builder = SceneBuilder(city_style, rng, size)
+    objects = builder.build()
+    cond = _conditions(city_style, rng)
+    rgb, index = _draw(objects, size)
+    label_lut = np.zeros(len(objects) + 1, np.uint8)
+    label_lut[1:] = [name2label[ob.label].id & 0xFF for ob in objects]
+    label_ids = label_lut[index]
+    # depth per pixel: one distance per upright object, the ground plane per row
+    depth_lut = np.zeros(len(objects) + 1, np.float32)
+    depth_lut[1:] = [600.0 if math.isinf(ob.depth) else ob.depth for ob in objects]
+    cam = builder.cam
+    rows = np.arange(height, dtype=np.float32) - cam.horizon
+    row_depth = np.where(rows > 0.5, cam.f * cam.cam_h / np.maximum(rows, 0.5), 600.0).astype(
+        np.float32
+    )
+    depth = np.where(IS_GROUND[label_ids], row_depth[:, None], depth_lut[index])
+    shadow_img = Image.new("1", size, 0)
+    draw = ImageDraw.Draw(shadow_img)
+    for pts in builder.shadows:
+        draw.polygon(pts, fill=1)
+    image = np.asarray(rgb, np.float32).copy()
+    image = _shade(image, label_ids, depth, np.asarray(shadow_img), cond, cam.horizon, rng)
+    out = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+    if cond.blur > 0:
+        out = out.filter(ImageFilter.GaussianBlur(cond.blur * width / 1024))
+    polygons = [{"label": ob.label, "polygon": [list(p) for p in ob.polygon]} for ob in objects]
+    return np.asarray(out), label_ids, polygons, _instances(objects, index)
+
+
+def _instances(objects: list[Obj], index: np.ndarray) -> np.ndarray:
+    """Instance ids as Cityscapes stores them: labelId*1000+k for instance classes, else labelId."""
+    lut = np.zeros(len(objects) + 1, np.int32)
+    seen: dict[tuple[str, int], int] = {}
+    counts: dict[str, int] = {}
+    for k, ob in enumerate(objects, start=1):
+        lab = name2label[ob.label]
+        if lab.hasInstances:
+            key = (ob.label, ob.group or -k)
+            if key not in seen:
+                seen[key] = counts.get(ob.label, 0)
+                counts[ob.label] = seen[key] + 1
+            lut[k] = lab.id * 1000 + seen[key]
+        else:
+            lut[k] = lab.id & 0xFF
+    return lut[index]
+
+
+def dummy_objects(size: tuple[int, int], hood: dict[str, Any]) -> list[dict[str, Any]]:
+    """Test-split polygons like the official ones: only `out of roi` borders and the ego hood."""
+    width, height = size
+    m = max(1, round(0.01 * width))
+    strips = [
+        [[0, 0], [width, 0], [width, m], [0, m]],
+        [[0, 0], [m, 0], [m, height], [0, height]],
+        [[width - m, 0], [width, 0], [width, height], [width - m, height]],
+    ]
+    return [{"label": "out of roi", "polygon": s} for s in strips] + [hood]
+
+
+def draw_label_ids(objects: list[dict[str, Any]], size: tuple[int, int]) -> np.ndarray:
+    """Label ids from a polygon list, drawn exactly as cityscapesscripts' json2labelImg does."""
+    img = Image.new("L", size, name2label["unlabeled"].id)
+    draw = ImageDraw.Draw(img)
+    for ob in objects:
+        lab = name2label[ob["label"]]
+        if lab.id >= 0:
+            draw.polygon([tuple(p) for p in ob["polygon"]], fill=lab.id)
+    return np.asarray(img)
+
+
+def frame_seed(seed: int, city_index: int, frame: int) -> int:
+    """The seed of one frame, from (generator seed, global city index, frame index)."""
+    return int(np.random.SeedSequence([seed, city_index, frame, 271828]).generate_state(1)[0])
+
+
+def split_counts(cities: int) -> dict[str, int]:
+    """Cities per split: train gets the most; val and test at least one each, train at least 3."""
+    n_val = max(1, round(0.15 * cities))
+    n_test = max(1, round(0.15 * cities))
+    n_train = cities - n_val - n_test
+    if n_train < 3:
+        raise ValueError(
+            f"cities={cities} is too few: need at least 5 (train >= 3, val >= 1, test >= 1) "
+            "so that a validation set can be carved out of train by city"
+        )
+    return {"train": n_train, "val": n_val, "test": n_test}
+
+
+@dataclass(frozen=True)
+class _Task:
+    out: Path
+    split: str
+    style: CityStyle
+    frame: int
+    size: tuple[int, int]
+    seed: int
+
+
+def _write_frame(task: _Task) -> str:
+    city = task.style.name
+    stem = f"{city}_{task.frame:06d}_{FRAME_NUMBER:06d}"
+    fseed = frame_seed(task.seed, task.style.index, task.frame)
+    image, label_ids, objects, instances = _render(task.style, fseed, task.size)
+    if task.split == "test":  # like the real test split: no content labels are published
+        objects = dummy_objects(task.size, objects[-1])
+        label_ids = draw_label_ids(objects, task.size)
+        instances = label_ids.astype(np.int32)
+    img_dir = task.out / "leftImg8bit" / task.split / city
+    gt_dir = task.out / "gtFine" / task.split / city
+    img_dir.mkdir(parents=True, exist_ok=True)
+    gt_dir.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(image).save(img_dir / f"{stem}_leftImg8bit.png", **PNG)
+    Image.fromarray(label_ids).save(gt_dir / f"{stem}_gtFine_labelIds.png", **PNG)
+    Image.fromarray(COLOR_LUT[label_ids]).save(gt_dir / f"{stem}_gtFine_color.png", **PNG)
+    Image.fromarray(instances.astype(np.uint16)).save(
+        gt_dir / f"{stem}_gtFine_instanceIds.png", **PNG
+    )
+    height, width = label_ids.shape
+    doc = {"imgHeight": height, "imgWidth": width, "objects": objects}
+    (gt_dir / f"{stem}_gtFine_polygons.json").write_text(json.dumps(doc, separators=(",", ":")))
+    return stem
+
+
+def city_plan(cities: int, seed: int) -> dict[str, list[CityStyle]]:
+    """Which city goes to which split, with its style; names are unique across splits."""
+    counts = split_counts(cities)
+    names = city_names(cities, seed)
+    plan: dict[str, list[CityStyle]] = {}
+    index = 0
+    for split in SPLITS:
+        plan[split] = []
+        for _ in range(counts[split]):
+            plan[split].append(make_style(names[index], index, seed))
+            index += 1
+    return plan
+
+
+def generate(
+    out: Path,
+    *,
+    cities: int = 8,
+    frames_per_city: int = 20,
+    size: tuple[int, int] = (1024, 512),
+    seed: int = 0,
+    workers: int = 1,
+    progress: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Write `cities` synthetic cities in the official Cityscapes layout under `out`; return it."""
+    out = Path(out)
+    if frames_per_city < 1:
+        raise ValueError(f"frames_per_city={frames_per_city} must be at least 1")
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be at least 1")
+    size = (int(size[0]), int(size[1]))
+    plan = city_plan(cities, seed)
+    for sub in ("leftImg8bit", "gtFine"):
+        if (out / sub).exists():
+            if not overwrite:
+                raise FileExistsError(
+                    f"{out / sub} already exists; pass overwrite=True (--overwrite) to replace it"
+                )
+            shutil.rmtree(out / sub)
+    tasks = [
+        _Task(out, split, style, frame, size, seed)
+        for split in SPLITS
+        for style in plan[split]
+        for frame in range(frames_per_city)
+    ]
+    log.info("rendering %d frames of %d cities at %dx%d into %s", len(tasks), cities, *size, out)
+    _run(tasks, workers, progress)
+    meta = {
+        "generator": "cityseg.data.synth",
+        "seed": seed,
+        "size": list(size),
+        "frames_per_city": frames_per_city,
+        "cities": {split: [s.name for s in plan[split]] for split in SPLITS},
+    }
+    (out / "synth.json").write_text(json.dumps(meta, indent=2))
+    return out
+
+
+def _run(tasks: list[_Task], workers: int, progress: bool) -> None:
+    from rich.progress import Progress
+
+    with Progress(disable=not progress, transient=False) as bar:
+        job = bar.add_task("rendering frames", total=len(tasks))
+        if workers == 1:
+            for task in tasks:
+                _write_frame(task)
+                bar.advance(job)
+            return
+        # fork is cheap and the renderer holds no threads; spawn where fork is unavailable
+        with get_context().Pool(workers) as pool:
+            for _ in pool.imap_unordered(_write_frame, tasks, chunksize=2):
+                bar.advance(job)
