@@ -77,7 +77,9 @@ def write_run(
         writer = csv.writer(handle)
         writer.writerow(["epoch", "loss", "miou", "val_loss", "val_miou", "lr"])
         for epoch in range(5):
-            writer.writerow([epoch, 1.0 - 0.1 * epoch, val + 0.01, 1.0, val - 0.02 * (4 - epoch), 0.002])
+            writer.writerow(
+                [epoch, 1.0 - 0.1 * epoch, val + 0.01, 1.0, val - 0.02 * (4 - epoch), 0.002]
+            )
     return run
 
 
@@ -87,7 +89,13 @@ def write_record(runs_dir: Path, suite: str, runs: dict, **extra: object) -> Non
         "suite": suite,
         "profile": "cpu",
         "runs": runs,
-        "invocations": [{"command": f"cityseg experiments run {suite}", "wall_time_s": 120.0, "trained": len(runs)}],
+        "invocations": [
+            {
+                "command": f"cityseg experiments run {suite}",
+                "wall_time_s": 120.0,
+                "trained": len(runs),
+            }
+        ],
         "wall_time_s": 120.0,
         **extra,
     }
@@ -117,13 +125,17 @@ def _row(text: str, first_cell: str) -> list[str]:
 def models_runs(tmp_path: Path) -> Path:
     runs_dir = tmp_path / "runs"
     write_run(runs_dir, "models", "unet_mini", model="unet_mini", val=0.512, test=0.498)
-    write_run(runs_dir, "models", "lraspp_mobilenetv3", model="lraspp_mobilenetv3", val=0.634, test=0.601)
+    write_run(
+        runs_dir, "models", "lraspp_mobilenetv3", model="lraspp_mobilenetv3", val=0.634, test=0.601
+    )
     write_record(runs_dir, "models", {"unet_mini": {"arm": "unet_mini"}, "lraspp_mobilenetv3": {}})
     return runs_dir
 
 
 def test_models_table_matches_metrics(models_runs: Path, tmp_path: Path) -> None:
-    out = report.write_report(tmp_path / "docs" / "note.md", runs_dir=models_runs, bench_dir=tmp_path)
+    out = report.write_report(
+        tmp_path / "docs" / "note.md", runs_dir=models_runs, bench_dir=tmp_path
+    )
     text = out.read_text()
     row = _row(text, "`unet_mini`")
     header = _row(text, "run")
@@ -156,7 +168,9 @@ def test_selection_uses_validation_not_test(tmp_path: Path) -> None:
 def test_augmentation_within_noise_says_it_does_not_help(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     _aug_suite(runs_dir, {"none": [0.50, 0.54], "hflip": [0.53, 0.55], "color": [0.49, 0.50]})
-    text = report.write_report(tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path).read_text()
+    text = report.write_report(
+        tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path
+    ).read_text()
     assert "Augmentation does not help here" in text
     assert "Augmentation helps" not in text
     row = _row(text, "`hflip`")
@@ -170,7 +184,9 @@ def test_augmentation_within_noise_says_it_does_not_help(tmp_path: Path) -> None
 def test_augmentation_gain_beyond_noise_says_it_helps(tmp_path: Path) -> None:
     runs_dir = tmp_path / "runs"
     _aug_suite(runs_dir, {"none": [0.50, 0.51], "hflip": [0.60, 0.61], "noise": [0.40, 0.41]})
-    text = report.write_report(tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path).read_text()
+    text = report.write_report(
+        tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path
+    ).read_text()
     assert "**Augmentation helps** beyond run-to-run noise for: `hflip`" in text
     assert "does not help" not in text
     assert _row(text, "`hflip`")[5] == "helps"
@@ -190,8 +206,20 @@ def test_optuna_study_is_tabulated(tmp_path: Path) -> None:
     write_run(runs_dir, "loss", "dice", loss="dice", val=0.55)
     write_run(runs_dir, "loss", "dice-lr-t0", loss="dice", val=0.58)
     trials = [
-        {"number": 0, "state": "complete", "value": 0.58, "train.learning_rate": 0.0031, "run": "dice-lr-t0"},
-        {"number": 1, "state": "pruned", "value": None, "train.learning_rate": 0.0005, "run": "dice-lr-t1"},
+        {
+            "number": 0,
+            "state": "complete",
+            "value": 0.58,
+            "train.learning_rate": 0.0031,
+            "run": "dice-lr-t0",
+        },
+        {
+            "number": 1,
+            "state": "pruned",
+            "value": None,
+            "train.learning_rate": 0.0005,
+            "run": "dice-lr-t1",
+        },
     ]
     optuna = {
         "param": "train.learning_rate",
@@ -201,7 +229,9 @@ def test_optuna_study_is_tabulated(tmp_path: Path) -> None:
         "best": {"value": 0.58, "train.learning_rate": 0.0031},
     }
     write_record(runs_dir, "loss", {"dice-lr-t0": {"trial": 0}}, optuna=optuna)
-    text = report.write_report(tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path).read_text()
+    text = report.write_report(
+        tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path
+    ).read_text()
     assert "2 trials, 1 complete, 1 pruned" in text
     assert "Best learning rate: 0.00310 (val mIoU 0.580)" in text
     assert "Best loss on validation: `dice` (0.550)" in text  # trials are not grid arms
@@ -213,7 +243,9 @@ def test_bench_json_is_rendered(models_runs: Path, tmp_path: Path) -> None:
     bench.mkdir()
     (bench / "loader.json").write_text(json.dumps({"images_per_s": 123.4, "workers": 2}))
     (bench / "latency.json").write_text(json.dumps([{"runtime": "onnx", "ms": 7.25}]))
-    text = report.write_report(tmp_path / "note.md", runs_dir=models_runs, bench_dir=bench).read_text()
+    text = report.write_report(
+        tmp_path / "note.md", runs_dir=models_runs, bench_dir=bench
+    ).read_text()
     assert _row(text, "images_per_s")[1] == "123.4"
     assert _row(text, "onnx")[1] == "7.25"
 

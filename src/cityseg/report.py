@@ -315,9 +315,7 @@ def pixel_frequencies(samples: Sequence[Any], limit: int = 400) -> tuple[dict[st
         cats = labels.to_categories(ids, source=str(path))
         counts += np.bincount(cats.ravel(), minlength=labels.NUM_CLASSES)
     total = max(int(counts.sum()), 1)
-    return {labels.CATEGORIES[i]: counts[i] / total for i in range(labels.NUM_CLASSES)}, len(
-        chosen
-    )
+    return {labels.CATEGORIES[i]: counts[i] / total for i in range(labels.NUM_CLASSES)}, len(chosen)
 
 
 # --------------------------------------------------------------------------- the note
@@ -586,8 +584,15 @@ def _section_losses(note: Note, runs: list[RunInfo], record: dict[str, Any]) -> 
     note.add(
         f"The loss function is the optimised hyperparameter, on `{model}` (the chosen model).",
         table(
-            ("loss", "val mIoU", "test mIoU", "val Dice", *(f"val IoU {c}" for c in small))
-            + ("best/run epochs", "train s"),
+            (
+                "loss",
+                "val mIoU",
+                "test mIoU",
+                "val Dice",
+                *(f"val IoU {c}" for c in small),
+                "best/run epochs",
+                "train s",
+            ),
             [
                 (
                     f"**{r.cfg('train.loss')}**" if r is winner else str(r.cfg("train.loss")),
@@ -640,11 +645,13 @@ def _section_losses(note: Note, runs: list[RunInfo], record: dict[str, Any]) -> 
 def _section_augmentation(note: Note, runs: list[RunInfo], synthetic: bool) -> str:
     note.add("## 5. Augmentation")
     if not runs:
-        note.add("The augmentation suite has not been run (`cityseg experiments run augmentation`).")
+        note.add(
+            "The augmentation suite has not been run (`cityseg experiments run augmentation`)."
+        )
         return "not run"
     arms: dict[str, list[float]] = {}
     tests: dict[str, list[float]] = {}
-    for run in sorted(runs, key=lambda r: (r.seed or 0)):
+    for run in sorted(runs, key=lambda r: r.seed or 0):
         arms.setdefault(run.arm, []).append(run.val_miou)
         tests.setdefault(run.arm, []).append(run.score("test", "miou"))
     order = [BASELINE_ARM] if BASELINE_ARM in arms else []
@@ -659,7 +666,15 @@ def _section_augmentation(note: Note, runs: list[RunInfo], synthetic: bool) -> s
         f"{seeds}. *noise* is the larger seed spread (max − min over seeds) of the arm and of "
         "`none`: a difference smaller than what reseeding alone produces is not a gain.",
         table(
-            ("arm", "seeds", "val mIoU mean ± std", "Δ vs none", "noise", "verdict", "test mIoU mean"),
+            (
+                "arm",
+                "seeds",
+                "val mIoU mean ± std",
+                "Δ vs none",
+                "noise",
+                "verdict",
+                "test mIoU mean",
+            ),
             [
                 (
                     f"`{c.arm}`",
@@ -802,7 +817,11 @@ def json_table(data: Any) -> str:
     elif isinstance(data, dict):
         scalars = {k: v for k, v in data.items() if not isinstance(v, dict | list)}
         nested = {k: v for k, v in data.items() if isinstance(v, dict | list)}
-        parts = [table(("key", "value"), [(k, _cell(v)) for k, v in scalars.items()])] if scalars else []
+        parts = (
+            [table(("key", "value"), [(k, _cell(v)) for k, v in scalars.items()])]
+            if scalars
+            else []
+        )
         for key, value in nested.items():
             parts.append(f"**{key}**\n\n" + json_table(value))
         return "\n\n".join(parts)
@@ -834,7 +853,9 @@ def _section_pipeline(note: Note, bench_dir: Path) -> None:
     if loader is not None:
         note.add(f"Measured loader throughput (`{bench_dir / 'loader.json'}`):", json_table(loader))
     else:
-        note.add(f"No loader benchmark found (`{bench_dir / 'loader.json'}`; run `cityseg bench loader`).")
+        note.add(
+            f"No loader benchmark found (`{bench_dir / 'loader.json'}`; run `cityseg bench loader`)."
+        )
     grid = note.fig_dir / "augmentations.png"
     note.figure(grid, "The augmentation techniques applied to one frame (image and mask)")
     latency = read_json(bench_dir / "latency.json")
@@ -883,7 +904,12 @@ def _section_limits(
         n = len({r.seed for r in aug})
         items.append(
             f"Augmentation arms use {n} seeds: enough to see large effects, too few for small "
-            "ones; " + ("more seeds could confirm a small gain." if "does not help" in aug_summary else "more seeds would tighten the estimates.")
+            "ones; "
+            + (
+                "more seeds could confirm a small gain."
+                if "does not help" in aug_summary
+                else "more seeds would tighten the estimates."
+            )
         )
     items.append(
         "Encoders are trained from scratch (no ImageNet weights offline), which penalises the "
@@ -967,7 +993,8 @@ def _minimal_html(markdown: str) -> str:
             cells = [[c.strip() for c in ln.strip("|").split("|")] for ln in lines]
             head = "".join(f"<th>{_inline(c)}</th>" for c in cells[0])
             body = "".join(
-                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in cells[2:]
+                "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
+                for row in cells[2:]
             )
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif lines[0].startswith("- "):

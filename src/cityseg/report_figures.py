@@ -154,5 +154,7 @@ def confusion(matrix: np.ndarray, categories: Sequence[str], path: Path, title: 
         for j in range(share.shape[1]):
             if rows[i, 0] > 0:
                 color = "white" if share[i, j] > 0.5 else "black"
-                ax.text(j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color)
+                ax.text(
+                    j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color
+                )
     return _save(fig, path)

@@ -6,6 +6,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -92,7 +93,7 @@ def list_suites(
     """List the suites, their arms and profiles."""
     from cityseg import experiments
 
-    rows = []
+    rows: list[dict[str, Any]] = []
     for name in experiments.list_suites(suites_dir):
         suite = experiments.load_suite(name, suites_dir)
         rows.append(
