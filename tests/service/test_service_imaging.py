@@ -1,0 +1,137 @@
+"""Decoding uploads: formats, modes, orientation, limits, corrupt data."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+from service_helpers import png_bytes, random_image
+
+from cityseg.service import imaging
+from cityseg.service.imaging import ImageError, decode_image
+
+LIMIT = 40_000_000
+
+
+def encode(image: Image.Image, fmt: str, **save: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+def fake_png_header(width: int, height: int) -> bytes:
+    """A PNG whose header claims width x height, followed by garbage instead of pixels."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    header = struct.pack(">I", len(ihdr)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return b"\x89PNG\r\n\x1a\n" + header + b"\x00\x00\x00\x10IDATgarbage-garbage"
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "BMP"])
+def test_accepted_formats_decode_to_rgb(fmt: str) -> None:
+    image = random_image(7, 5)
+    out = decode_image(encode(Image.fromarray(image), fmt), max_pixels=LIMIT)
+    assert out.shape == (5, 7, 3) and out.dtype == np.uint8
+    if fmt in ("PNG", "BMP"):  # lossless
+        np.testing.assert_array_equal(out, image)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name"), [("GIF", "GIF"), ("TIFF", "TIFF"), ("PDF", "PDF"), ("ICO", "ICO")]
+)
+def test_unsupported_formats_are_415_naming_the_format(fmt: str, name: str) -> None:
+    data = encode(Image.fromarray(random_image(16, 16)), fmt)
+    with pytest.raises(ImageError) as info:
+        decode_image(data, max_pixels=LIMIT)
+    assert info.value.status == 415
+    assert name in info.value.message
+
+
+def test_empty_is_400() -> None:
+    with pytest.raises(ImageError) as info:
+        decode_image(b"", max_pixels=LIMIT, name="photo.png")
+    assert info.value.status == 400 and "photo.png" in info.value.message
+
+
+def test_garbage_is_400() -> None:
+    with pytest.raises(ImageError) as info:
+        decode_image(b"hello, this is text and no image at all", max_pixels=LIMIT)
+    assert info.value.status == 400 and "not an image" in info.value.message
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_file_is_400(fmt: str) -> None:
+    data = encode(Image.fromarray(random_image(64, 64)), fmt)
+    with pytest.raises(ImageError) as info:
+        decode_image(data[: len(data) // 2], max_pixels=LIMIT, name="cut.img")
+    assert info.value.status == 400
+    assert "truncated" in info.value.message and "cut.img" in info.value.message
+
+
+def test_pixel_limit_is_413_before_decoding() -> None:
+    # The pixel data is garbage: decoding it would fail with 400, so 413 proves no decode ran.
+    with pytest.raises(ImageError) as info:
+        decode_image(fake_png_header(10_000, 5_000), max_pixels=LIMIT)
+    assert info.value.status == 413 and "50000000 pixels" in info.value.message
+
+
+def test_pixel_limit_beyond_pillows_own_bomb_limit_is_413() -> None:
+    with pytest.raises(ImageError) as info:
+        decode_image(fake_png_header(30_000, 30_000), max_pixels=10**12)
+    assert info.value.status == 413
+
+
+def test_greyscale_becomes_three_equal_channels() -> None:
+    grey = random_image(6, 4)[..., 0]
+    out = decode_image(png_bytes(grey), max_pixels=LIMIT)
+    assert out.shape == (4, 6, 3)
+    for channel in range(3):
+        np.testing.assert_array_equal(out[..., channel], grey)
+
+
+def test_sixteen_bit_greyscale_keeps_its_range() -> None:
+    grey16 = np.array([[0, 65535], [32896, 257 * 10]], dtype=np.uint16)
+    out = decode_image(png_bytes(grey16), max_pixels=LIMIT)
+    np.testing.assert_array_equal(out[..., 0], [[0, 255], [128, 10]])
+
+
+def test_rgba_drops_alpha() -> None:
+    rgba = np.dstack([random_image(5, 3), np.zeros((3, 5), np.uint8)])
+    out = decode_image(png_bytes(rgba), max_pixels=LIMIT)
+    np.testing.assert_array_equal(out, rgba[..., :3])
+
+
+def test_palette_png_resolves_colours() -> None:
+    image = Image.fromarray(random_image(8, 4)).quantize(colors=4)
+    expected = np.asarray(image.convert("RGB"))
+    out = decode_image(encode(image, "PNG"), max_pixels=LIMIT)
+    np.testing.assert_array_equal(out, expected)
+
+
+@pytest.mark.parametrize(("width", "height"), [(1, 1), (3, 2), (2, 3)])
+def test_tiny_images(width: int, height: int) -> None:
+    out = decode_image(png_bytes(random_image(width, height)), max_pixels=LIMIT)
+    assert out.shape == (height, width, 3)
+
+
+def test_exif_rotation_is_applied() -> None:
+    stored = np.zeros((4, 8, 3), np.uint8)  # stored landscape 8x4, left half red
+    stored[:, :4, 0] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": displayed portrait 4x8
+    data = encode(Image.fromarray(stored), "JPEG", exif=exif, quality=100)
+    out = decode_image(data, max_pixels=LIMIT)
+    assert out.shape == (8, 4, 3)
+    assert out[:4, :, 0].mean() > 200 and out[4:, :, 0].mean() < 50  # red on top
+
+
+def test_overlay_blends_by_alpha() -> None:
+    image = np.full((2, 2, 3), 100, np.uint8)
+    categories = np.full((2, 2), 7, np.uint8)  # vehicle: (0, 0, 142)
+    np.testing.assert_array_equal(imaging.overlay(image, categories, 0.0), image)
+    np.testing.assert_array_equal(imaging.overlay(image, categories, 1.0)[0, 0], [0, 0, 142])
+    np.testing.assert_array_equal(imaging.overlay(image, categories, 0.5)[0, 0], [50, 50, 121])
