@@ -1,0 +1,54 @@
+"""labels: the 8 categories and the id tables agree with cityscapesscripts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from cityscapesscripts.helpers.labels import id2label
+from cityscapesscripts.helpers.labels import labels as official
+
+from cityseg.data import labels
+
+
+def test_eight_categories_in_official_order() -> None:
+    assert labels.CATEGORIES == (
+        "void", "flat", "construction", "object", "nature", "sky", "human", "vehicle",
+    )  # fmt: skip
+    assert labels.PALETTE.shape == (8, 3) and labels.PALETTE.dtype == np.uint8
+
+
+@pytest.mark.parametrize("label_id", sorted(lab.id for lab in official))
+def test_every_official_id_maps_like_cityscapesscripts(label_id: int) -> None:
+    expected = id2label[label_id].categoryId
+    stored = np.array([[label_id & 0xFF]], dtype=np.uint8)  # -1 is stored as 255
+    assert labels.to_categories(stored)[0, 0] == expected
+    if label_id >= 0:
+        assert labels.to_categories(np.array([[label_id]], dtype=np.int32))[0, 0] == expected
+    eval_view = labels.to_eval_categories(stored)[0, 0]
+    if id2label[label_id].ignoreInEval:
+        assert eval_view == labels.IGNORE_INDEX
+    else:
+        assert eval_view == expected
+
+
+def test_all_35_ids_covered() -> None:
+    assert len(labels.LABEL_IDS) == 35 and labels.LABEL_IDS[0] == -1 and labels.LABEL_IDS[-1] == 33
+
+
+@pytest.mark.parametrize("bad", [34, 100, 254])
+def test_invalid_ids_raise_naming_the_source(bad: int) -> None:
+    ids = np.zeros((4, 4), np.uint8)
+    ids[1, 2] = bad
+    with pytest.raises(labels.InvalidLabelError, match=rf"frame\.png: values \[{bad}\]"):
+        labels.to_categories(ids, source="frame.png")
+
+
+def test_representative_ids_round_trip() -> None:
+    cats = np.arange(8, dtype=np.uint8).reshape(2, 4)
+    assert (labels.to_categories(labels.categories_to_label_ids(cats)) == cats).all()
+
+
+def test_colorize_uses_palette() -> None:
+    cats = np.array([[0, 5], [7, 1]], np.uint8)
+    rgb = labels.colorize(cats)
+    assert rgb.shape == (2, 2, 3) and (rgb[0, 1] == labels.PALETTE[5]).all()

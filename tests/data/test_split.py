@@ -1,0 +1,108 @@
+"""Split by city: no leakage, deterministic, test == official val, manifest round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from data_trees import make_tree
+
+from cityseg.data.cityscapes import DataError, list_samples
+from cityseg.data.split import (
+    SETS,
+    default_manifest_path,
+    load_manifest,
+    make_split,
+)
+
+CITIES = {
+    "train": ["aachen", "bochum", "cologne", "dresden", "erfurt", "hamburg"],
+    "val": ["frankfurt", "lindau"],
+}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tree(tmp_path_factory.mktemp("split"), CITIES, frames=2)
+
+
+def _assert_no_leak(manifest) -> None:  # type: ignore[no-untyped-def]
+    for i, a in enumerate(SETS):
+        for b in SETS[i + 1 :]:
+            assert not set(manifest.cities(a)) & set(manifest.cities(b))
+            assert not {s.stem for s in manifest.samples(a)} & {s.stem for s in manifest.samples(b)}
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_no_city_or_frame_in_two_sets(root: Path, seed: int) -> None:
+    manifest = make_split(root, val_cities=2, seed=seed)
+    _assert_no_leak(manifest)
+    assert len(manifest.cities("val")) == 2 and len(manifest.cities("train")) == 4
+    # Together train + val are exactly the official train split.
+    union = sorted(s.stem for s in manifest.train + manifest.val)
+    assert union == [s.stem for s in list_samples(root, "train")]
+
+
+def test_test_is_official_val(root: Path) -> None:
+    manifest = make_split(root, seed=0)
+    assert manifest.test == list_samples(root, "val")
+    assert all(s.split == "val" for s in manifest.test)
+    assert all(s.split == "train" for s in manifest.train + manifest.val)
+
+
+def test_deterministic_and_seed_dependent(root: Path) -> None:
+    a = make_split(root, val_cities=2, seed=5)
+    assert a == make_split(root, val_cities=2, seed=5)
+    choices = {tuple(make_split(root, val_cities=2, seed=s).cities("val")) for s in range(8)}
+    assert len(choices) > 1
+
+
+def test_val_fraction(root: Path) -> None:
+    manifest = make_split(root, val_fraction=0.3, seed=0)
+    # 6 cities × 2 frames: cities are added until val holds >= 30% of the frames.
+    assert len(manifest.val) == 4 and len(manifest.cities("val")) == 2
+    with pytest.raises(ValueError, match="not both"):
+        make_split(root, val_cities=1, val_fraction=0.2)
+    with pytest.raises(ValueError, match="val_cities=6"):
+        make_split(root, val_cities=6)
+
+
+def test_manifest_round_trip_with_relative_paths(root: Path, tmp_path: Path) -> None:
+    manifest = make_split(root, val_cities=2, seed=3)
+    path = manifest.save(default_manifest_path(root))
+    assert path == root / "split.json"
+    data = json.loads(path.read_text())
+    assert data["seed"] == 3
+    assert data["sets"]["val"]["cities"] == manifest.cities("val")
+    assert data["sets"]["train"]["count"] == len(manifest.train)
+    first = data["sets"]["train"]["samples"][0]
+    assert (
+        first["image"].startswith("leftImg8bit/train/") and not Path(first["image"]).is_absolute()
+    )
+    loaded = load_manifest(path)
+    assert loaded.train == manifest.train and loaded.val == manifest.val
+    assert loaded.test == manifest.test
+    # A manifest elsewhere still finds the root.
+    other = manifest.save(tmp_path / "elsewhere" / "s.json")
+    assert load_manifest(other).test == manifest.test
+
+
+def test_hand_edited_leaky_manifest_is_rejected(root: Path, tmp_path: Path) -> None:
+    path = make_split(root, val_cities=2, seed=0).save(tmp_path / "s.json")
+    data = json.loads(path.read_text())
+    data["sets"]["val"]["samples"].append(data["sets"]["train"]["samples"][0])
+    path.write_text(json.dumps(data))
+    with pytest.raises(DataError, match="leaks between train and val"):
+        load_manifest(path)
+
+
+def test_missing_manifest_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"nope\.json not found"):
+        load_manifest(tmp_path / "nope.json")
+
+
+def test_one_city_cannot_be_split(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"train": ["aachen"], "val": ["frankfurt"]}, frames=1)
+    with pytest.raises(DataError, match="need at least 2"):
+        make_split(tmp_path)
