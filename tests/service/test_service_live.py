@@ -1,0 +1,54 @@
+"""Against a real uvicorn server: 8 concurrent clients, and the load-test client of the bench."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import numpy as np
+from PIL import Image
+from service_helpers import expected_mask, png_bytes, random_image
+
+from cityseg.bench_serve import load_test, percentiles
+
+
+def test_eight_concurrent_clients_each_get_their_own_mask(live_server: str) -> None:
+    images = [random_image(40 + i, 20 + i, seed=100 + i) for i in range(8)]
+
+    def segment(image: np.ndarray) -> tuple[np.ndarray, int]:
+        response = httpx.post(
+            f"{live_server}/v1/segment?format=categories",
+            files={"file": ("x.png", png_bytes(image), "image/png")},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        mask = np.asarray(Image.open(io.BytesIO(response.content)))
+        return mask, int(response.headers["X-Batch-Size"])
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(segment, images))
+    for image, (mask, _) in zip(images, results, strict=True):
+        np.testing.assert_array_equal(mask, expected_mask(image))
+
+
+def test_load_test_reports_latency_and_throughput(live_server: str) -> None:
+    payload = png_bytes(random_image(32, 16))
+    result = load_test(live_server, payload, requests=12, concurrency=3, timeout_s=30)
+    assert result["completed"] == 12 and result["errors"] == 0
+    assert result["throughput_rps"] > 0
+    latency = result["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+
+
+def test_load_test_counts_errors(live_server: str) -> None:
+    result = load_test(live_server, b"junk", requests=4, concurrency=2, timeout_s=30)
+    assert result["completed"] == 0 and result["errors"] == 4
+    assert result["error_kinds"] == {"400": 4}
+
+
+def test_percentiles() -> None:
+    values = [float(v) for v in range(1, 101)]
+    stats = percentiles(values)
+    assert stats["p50"] == 50.5 and stats["max"] == 100.0 and stats["p99"] == 99.01
+    assert percentiles([])["p50"] is None

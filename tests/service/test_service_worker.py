@@ -1,0 +1,91 @@
+"""The inference thread: one at a time, micro-batches what waits, bounded queue, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import numpy as np
+import pytest
+from service_helpers import FakePredictor, expected_mask, random_image
+
+from cityseg.service.worker import InferenceWorker, QueueFullError
+
+
+class GatedPredictor(FakePredictor):
+    """Blocks its first call until `gate` is set; records batch sizes and threads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.started = threading.Event()
+        self.batches: list[int] = []
+        self.threads: set[str] = set()
+
+    def predict_many(self, images: list[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
+        self.batches.append(len(images))
+        return [self.predict(image) for image in images]
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        self.threads.add(threading.current_thread().name)
+        self.started.set()
+        self.gate.wait(10)
+        return super().predict(image)
+
+
+def test_waiting_requests_are_batched_and_each_gets_its_own_mask() -> None:
+    predictor = GatedPredictor()
+    worker = InferenceWorker(predictor, max_queue=16, max_batch=4)
+    images = [random_image(8 + i, 4, seed=i) for i in range(5)]
+
+    async def main() -> list:
+        first = asyncio.ensure_future(worker.submit(images[0]))
+        await asyncio.to_thread(predictor.started.wait, 10)  # the thread is busy with image 0
+        rest = [asyncio.ensure_future(worker.submit(image)) for image in images[1:]]
+        await asyncio.sleep(0.05)
+        predictor.gate.set()
+        return await asyncio.gather(first, *rest)
+
+    results = asyncio.run(main())
+    worker.close()
+    for image, result in zip(images, results, strict=True):
+        np.testing.assert_array_equal(result.categories, expected_mask(image))
+    assert [r.batch_size for r in results] == [1, 4, 4, 4, 4]
+    assert predictor.threads == {"cityseg-inference"}
+
+
+def test_full_queue_raises_instead_of_growing() -> None:
+    predictor = GatedPredictor()
+    worker = InferenceWorker(predictor, max_queue=2, max_batch=1)
+
+    async def main() -> None:
+        busy = asyncio.ensure_future(worker.submit(random_image(4, 4)))
+        await asyncio.to_thread(predictor.started.wait, 10)
+        waiting = [asyncio.ensure_future(worker.submit(random_image(4, 4))) for _ in range(2)]
+        await asyncio.sleep(0)
+        with pytest.raises(QueueFullError):
+            await worker.submit(random_image(4, 4))
+        predictor.gate.set()
+        await asyncio.gather(busy, *waiting)
+
+    asyncio.run(main())
+    worker.close()
+
+
+def test_model_error_reaches_the_caller_and_the_thread_survives() -> None:
+    class Flaky(FakePredictor):
+        def predict(self, image: np.ndarray) -> np.ndarray:
+            if image.shape[0] == 3:
+                raise ValueError("bad frame")
+            return super().predict(image)
+
+    worker = InferenceWorker(Flaky())
+
+    async def main() -> None:
+        with pytest.raises(ValueError, match="bad frame"):
+            await worker.submit(random_image(4, 3))
+        ok = await worker.submit(random_image(4, 4))
+        assert ok.categories.shape == (4, 4)
+
+    asyncio.run(main())
+    worker.close()
