@@ -81,7 +81,9 @@ class KerasBackend:
         import tensorflow as tf
 
         self.model = model
-        self._call = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+        # One trace for every batch size: the batch dimension is left open.
+        spec = tf.TensorSpec((None, *model.input_shape[1:3], 3), tf.float32)
+        self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return np.asarray(self._call(batch), dtype=np.float32)

@@ -1,0 +1,493 @@
+"""Export a trained run to LiteRT (float, fp16, int8) or ONNX, with a sidecar and measured parity.
+
+The exported graph has a FIXED input of batch 1 at the run's input size and takes raw RGB
+0..255 like the Keras model: the encoder's normalisation stays inside the graph. LiteRT is
+restricted to builtin ops (no Flex / SELECT_TF_OPS), so the file runs on the bare LiteRT
+interpreter of the embedded target; an op outside that set fails the export with its name.
+
+Next to `<file>` the exporter writes `<file>.json`: input size and dtype (with the int8
+scale / zero-point), categories and colours, source run, quantisation, the parity measured
+against the Keras model on held-out images, and the latency measured on this machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import tempfile
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cityseg.config import format_size, parse_size
+from cityseg.data.labels import CATEGORIES, EVAL_CATEGORIES, IGNORE_INDEX, NUM_CLASSES, PALETTE
+from cityseg.data.resize import letterbox
+from cityseg.runtime import (
+    KerasBackend,
+    Predictor,
+    cpu_cores,
+    sidecar_path,
+)
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("litert", "onnx")
+QUANTIZATIONS = ("none", "fp16", "int8")
+ONNX_OPSET = 17
+_SUFFIX = {"litert": ".tflite", "onnx": ".onnx"}
+
+
+class ExportError(RuntimeError):
+    """A model cannot be exported (unsupported op or layer, missing data, bad option)."""
+
+
+@dataclass(frozen=True)
+class ParityImage:
+    """One held-out image for the parity check, with its categories (eval view) if known."""
+
+    image: np.ndarray  # uint8 (H, W, 3)
+    truth: np.ndarray | None = None  # uint8 (H, W) categories, IGNORE_INDEX = not scored
+    name: str = ""
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def export(
+    run_dir: str | Path,
+    fmt: str = "litert",
+    quantize: str = "none",
+    size: tuple[int, int] | str | None = None,
+    *,
+    out: str | Path | None = None,
+    int8_io: bool = False,
+    calibration: Sequence[np.ndarray] | None = None,
+    parity: Sequence[ParityImage] | None = None,
+    data_root: str | Path | None = None,
+    num_calibration: int = 100,
+    num_parity: int = 8,
+    latency_runs: int = 20,
+) -> Path:
+    """Export `run_dir/model.keras` to `fmt`, write the sidecar with measured parity, return the file.
+
+    Calibration images (int8) default to the first `num_calibration` training images of the
+    run's split manifest, parity images to the first `num_parity` test images; pass them
+    explicitly (`calibration`, `parity`) to export without the dataset.
+    """
+    run_dir = Path(run_dir)
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    if quantize not in QUANTIZATIONS:
+        raise ExportError(f"--quantize {quantize!r} is not one of {', '.join(QUANTIZATIONS)}")
+    if fmt == "onnx" and quantize != "none":
+        raise ExportError("ONNX export is float32 only: use --format litert for fp16 / int8")
+    if int8_io and quantize != "int8":
+        raise ExportError("--int8-io needs --quantize int8")
+    if not (run_dir / "model.keras").is_file():
+        raise ExportError(f"{run_dir}: no model.keras in this run folder")
+
+    keras_predictor = Predictor.load(run_dir, runtime="keras")
+    model = keras_predictor.backend.model  # type: ignore[attr-defined]
+    size = parse_size(size) if size is not None else keras_predictor.input_size
+    if size != keras_predictor.input_size:
+        model = model_at_size(model, run_dir, size)
+        keras_predictor = Predictor(
+            KerasBackend(model),
+            name=keras_predictor.name,
+            runtime="keras",
+            input_size=size,
+            metrics=keras_predictor.metrics,
+            source=run_dir,
+        )
+
+    out = (
+        Path(out)
+        if out
+        else default_export_path(run_dir, keras_predictor.name, fmt, quantize, size, int8_io)
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if parity is None:
+        parity = load_parity_images(run_dir, num_parity, data_root=data_root)
+
+    started = time.perf_counter()
+    if fmt == "litert":
+        if quantize == "int8" and calibration is None:
+            calibration = load_calibration_images(run_dir, num_calibration, data_root=data_root)
+        out.write_bytes(to_litert(model, size, quantize, calibration=calibration, int8_io=int8_io))
+    else:
+        to_onnx(model, size, out)
+    convert_s = time.perf_counter() - started
+    log.info("exported %s in %.1f s (%.2f MB)", out, convert_s, out.stat().st_size / 1e6)
+
+    meta = _sidecar(run_dir, keras_predictor, fmt, quantize, size, out, convert_s)
+    sidecar_path(out).write_text(json.dumps(meta, indent=2))
+    exported = Predictor.load(out)
+    meta["input"] = _input_description(exported)
+    meta["parity"] = measure_parity(keras_predictor, exported, parity)
+    meta["latency_ms"], meta["latency_threads"] = _latency_ms(exported, latency_runs), cpu_cores()
+    sidecar_path(out).write_text(json.dumps(meta, indent=2))
+    log.info("parity %s", meta["parity"])
+    return out
+
+
+def default_export_path(
+    run_dir: Path, name: str, fmt: str, quantize: str, size: tuple[int, int], int8_io: bool = False
+) -> Path:
+    """`<run>/export/<name>_<WxH>_<precision>.<ext>`, where the runtime looks for exports."""
+    precision = {"none": "fp32"}.get(quantize, quantize) + ("_io" if int8_io else "")
+    return run_dir / "export" / f"{name}_{format_size(size)}_{precision}{_SUFFIX[fmt]}"
+
+
+def to_litert(
+    model: Any,
+    size: tuple[int, int],
+    quantize: str = "none",
+    *,
+    calibration: Sequence[np.ndarray] | None = None,
+    int8_io: bool = False,
+) -> bytes:
+    """Convert a Keras model to a LiteRT flatbuffer at batch 1, builtin ops only."""
+    import tensorflow as tf
+
+    converter_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    with tempfile.TemporaryDirectory() as saved_model:
+        _write_saved_model(model, size, saved_model)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        if quantize == "fp16":
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        elif quantize == "int8":
+            if not calibration:
+                raise ExportError("int8 quantisation needs calibration images (none given)")
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.representative_dataset = _representative(calibration, size)
+            converter_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if int8_io:
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+        converter.target_spec.supported_ops = converter_ops
+        try:
+            return bytes(converter.convert())
+        except Exception as err:  # the converter raises ConverterError and friends
+            raise ExportError(_litert_failure(model, err)) from err
+
+
+def to_onnx(model: Any, size: tuple[int, int], out: Path, opset: int = ONNX_OPSET) -> Path:
+    """Convert a Keras model to ONNX (tf2onnx, opset >= 13) at batch 1; unsupported ops fail."""
+    import onnx
+    import tensorflow as tf
+    import tf2onnx
+
+    spec = tf.TensorSpec((1, size[1], size[0], 3), tf.float32, name="image")
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def serve(image: Any) -> Any:
+        return model(image, training=False)
+
+    with _numpy2_shims():
+        try:
+            proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
+        except Exception as err:
+            raise ExportError(
+                f"{model.name}: tf2onnx failed ({type(err).__name__}: {err})"
+            ) from err
+    unknown = [
+        (node.op_type, node.name)
+        for node in proto.graph.node
+        if not onnx.defs.has(node.op_type, node.domain or "")
+    ]
+    if unknown:
+        listed = ", ".join(f"{op} (in {name})" for op, name in unknown[:5])
+        raise ExportError(f"{model.name}: ops with no ONNX opset-{opset} equivalent: {listed}")
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    return out
+
+
+def model_at_size(model: Any, run_dir: Path, size: tuple[int, int]) -> Any:
+    """The run's model rebuilt at another input size with the same weights (fully convolutional)."""
+    from cityseg.runtime import _run_config
+
+    config = _run_config(run_dir).get("model", {})
+    try:
+        from cityseg.models.registry import create_model
+    except ModuleNotFoundError as err:
+        raise ExportError(f"{run_dir}: --size needs cityseg.models.registry ({err})") from err
+    if not config.get("name"):
+        raise ExportError(f"{run_dir}/config.yaml: no model.name, cannot rebuild at {size}")
+    try:
+        resized = create_model(
+            config["name"], input_size=size, num_classes=NUM_CLASSES, **(config.get("kwargs") or {})
+        )
+        resized.set_weights(model.get_weights())
+    except (ValueError, TypeError) as err:
+        raise ExportError(
+            f"{run_dir}: model {config['name']!r} cannot run at {format_size(size)} ({err})"
+        ) from err
+    return resized
+
+
+# --------------------------------------------------------------------------- data
+
+
+def load_calibration_images(
+    run_dir: Path, count: int, *, data_root: str | Path | None = None
+) -> list[np.ndarray]:
+    """The first `count` training images of the run's split (sorted, so exports are repeatable)."""
+    from cityseg.data.cityscapes import read_image
+
+    samples = _split_samples(run_dir, "train", data_root)[:count]
+    return [read_image(sample.image) for sample in samples]
+
+
+def load_parity_images(
+    run_dir: Path, count: int, *, data_root: str | Path | None = None
+) -> list[ParityImage]:
+    """The first `count` test images of the run's split with their eval-view categories."""
+    from cityseg.data.cityscapes import read_image, read_label
+    from cityseg.data.labels import to_eval_categories
+
+    split = "test"
+    samples = _split_samples(run_dir, split, data_root)[:count]
+    if not samples:
+        split = "val"
+        samples = _split_samples(run_dir, split, data_root)[:count]
+    if not samples:
+        raise ExportError(f"{run_dir}: no test or val images in the split for the parity check")
+    return [
+        ParityImage(
+            read_image(s.image),
+            to_eval_categories(read_label(s.label), source=str(s.label)),
+            name=f"{split}:{Path(s.image).name}",
+        )
+        for s in samples
+    ]
+
+
+def _split_samples(run_dir: Path, split: str, data_root: str | Path | None) -> list[Any]:
+    from cityseg.data.split import default_manifest_path, load_manifest
+    from cityseg.runtime import _run_config
+
+    data = _run_config(run_dir).get("data", {})
+    root = Path(data_root or data.get("root") or "")
+    manifest = Path(data.get("manifest") or "") if not data_root else Path()
+    if not manifest.name:
+        manifest = default_manifest_path(root)
+    if not manifest.is_file():
+        raise ExportError(
+            f"{run_dir}: split manifest {manifest} not found (dataset root {root!s}); "
+            "pass --data ROOT"
+        )
+    samples = list(getattr(load_manifest(manifest), split))
+    return sorted(samples, key=lambda s: str(s.image))
+
+
+def _representative(images: Sequence[np.ndarray], size: tuple[int, int]) -> Any:
+    def generate() -> Iterator[list[np.ndarray]]:
+        for image in images:
+            # Letterboxed exactly as at inference so the calibrated ranges match what runs.
+            canvas, _ = letterbox(np.asarray(image, np.uint8), size)
+            yield [canvas[None].astype(np.float32)]
+
+    return generate
+
+
+# --------------------------------------------------------------------------- parity
+
+
+def confusion(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """Confusion matrix (rows truth, columns prediction) over scored pixels, one bincount."""
+    keep = truth != IGNORE_INDEX
+    index = truth[keep].astype(np.int64) * NUM_CLASSES + pred[keep]
+    return np.bincount(index, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
+
+
+def miou(cm: np.ndarray) -> float:
+    """Mean IoU over the official categories present in truth or prediction (whole-set matrix)."""
+    tp = np.diag(cm).astype(np.float64)
+    union = cm.sum(0) + cm.sum(1) - tp
+    cats = [c for c in EVAL_CATEGORIES if union[c] > 0]
+    return float(np.mean([tp[c] / union[c] for c in cats])) if cats else float("nan")
+
+
+def measure_parity(
+    reference: Predictor, exported: Predictor, images: Sequence[ParityImage]
+) -> dict[str, Any]:
+    """Pixel agreement with the Keras masks and the mIoU lost against ground truth."""
+    if not images:
+        raise ExportError("parity check needs at least one image")
+    agree = total = 0
+    cm_ref = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
+    cm_exp = np.zeros_like(cm_ref)
+    scored = 0
+    for item in images:
+        ref = reference.predict(item.image)
+        got = exported.predict(item.image)
+        agree += int((ref == got).sum())
+        total += ref.size
+        if item.truth is not None:
+            cm_ref += confusion(item.truth, ref)
+            cm_exp += confusion(item.truth, got)
+            scored += 1
+    result: dict[str, Any] = {
+        "images": len(images),
+        "pixel_agreement": agree / total,
+        "sources": sorted({item.name.split(":")[0] for item in images if item.name}),
+    }
+    if scored:
+        result.update(
+            miou_keras=miou(cm_ref),
+            miou_export=miou(cm_exp),
+            miou_delta=miou(cm_ref) - miou(cm_exp),
+            scored_images=scored,
+        )
+    return result
+
+
+def _latency_ms(predictor: Predictor, runs: int) -> float | None:
+    if runs <= 0:
+        return None
+    width, height = predictor.input_size
+    x = np.random.default_rng(0).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
+    for _ in range(3):  # warm-up: first calls allocate and pack weights
+        predictor.predict_logits(x)
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        predictor.predict_logits(x)
+        times.append(time.perf_counter() - started)
+    return float(np.median(times) * 1000)
+
+
+# --------------------------------------------------------------------------- sidecar
+
+
+def _sidecar(
+    run_dir: Path,
+    keras_predictor: Predictor,
+    fmt: str,
+    quantize: str,
+    size: tuple[int, int],
+    out: Path,
+    convert_s: float,
+) -> dict[str, Any]:
+    metrics = keras_predictor.metrics
+    return {
+        "name": keras_predictor.name,
+        "format": fmt,
+        "file": out.name,
+        "file_size_mb": out.stat().st_size / 1e6,
+        "quantize": quantize,
+        "input_size": list(size),
+        "layout": "NHWC, batch 1",
+        "preprocessing": "raw RGB 0..255, letterboxed to input_size (aspect kept, zero padding); "
+        "normalisation is inside the graph",
+        "output": "logits (1, H, W, 8); category = argmax",
+        "categories": list(CATEGORIES),
+        "palette": PALETTE.tolist(),
+        "source_run": str(run_dir),
+        "model": metrics.get("model") or keras_predictor.name,
+        "metrics": {k: metrics[k] for k in ("val", "test") if k in metrics},
+        "opset": ONNX_OPSET if fmt == "onnx" else None,
+        "builtin_ops_only": fmt == "litert",
+        "convert_s": round(convert_s, 2),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _input_description(predictor: Predictor) -> dict[str, Any]:
+    backend = predictor.backend
+    if predictor.runtime == "litert":
+        detail = backend.input  # type: ignore[attr-defined]
+        out_detail = backend.output  # type: ignore[attr-defined]
+        scale, zero = detail["quantization"]
+        oscale, ozero = out_detail["quantization"]
+        return {
+            "dtype": np.dtype(detail["dtype"]).name,
+            "scale": float(scale) if scale else None,
+            "zero_point": int(zero) if scale else None,
+            "output_dtype": np.dtype(out_detail["dtype"]).name,
+            "output_scale": float(oscale) if oscale else None,
+            "output_zero_point": int(ozero) if oscale else None,
+        }
+    return {"dtype": "float32", "scale": None, "zero_point": None, "output_dtype": "float32"}
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _write_saved_model(model: Any, size: tuple[int, int], path: str) -> None:
+    import keras
+    import tensorflow as tf
+
+    spec = tf.TensorSpec((1, size[1], size[0], 3), tf.float32, name="image")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        "serve", lambda image: model(image, training=False), input_signature=[spec]
+    )
+    archive.write_out(path, verbose=False)
+
+
+def _litert_failure(model: Any, err: Exception) -> str:
+    text = str(err)
+    ops = re.findall(r"(?:Flex|Custom|Select TF) ops?: ([\w, ]+)", text)
+    # MLIR locations read `fused["Op:", "model_1/layer_1/op/Op@fn"]`: map scopes back to layers
+    # (Keras suffixes name scopes with `_1`).
+    names = {layer.name for layer in model.layers}
+    layers = sorted(
+        {
+            name
+            for path in re.findall(r'fused\["\w+:", "([^"@]+)', text)
+            for scope in path.split("/")[1:]
+            for name in (scope, re.sub(r"_\d+$", "", scope))
+            if name in names
+        }
+    )
+    if ops or layers:
+        return (
+            f"{model.name}: not convertible to LiteRT with builtin ops only; "
+            f"unsupported op(s): {', '.join(ops) or '?'}; in layer(s): {', '.join(layers) or '?'}"
+        )
+    first = next((line for line in text.splitlines() if "error" in line.lower()), text[:300])
+    return f"{model.name}: LiteRT conversion failed: {first.strip()}"
+
+
+@contextlib.contextmanager
+def _numpy2_shims() -> Iterator[None]:
+    """Aliases NumPy 2 removed but some tf2onnx releases still use, only while converting.
+
+    tf2onnx <= 1.16 calls `np.cast` in constant folding (onnx/tensorflow-onnx#2373) and
+    `np.object` in places; 1.17 fixed `np.cast`. Restored afterwards so nothing leaks.
+    """
+    added = []
+    for alias, value in (("object", object), ("bool", bool), ("cast", _np_cast)):
+        if alias not in np.__dict__:
+            setattr(np, alias, value)
+            added.append(alias)
+    try:
+        yield
+    finally:
+        for alias in added:
+            delattr(np, alias)
+
+
+class _NpCast(dict):
+    """`np.cast[dtype](x)` as in NumPy 1."""
+
+    def __missing__(self, dtype: Any) -> Any:
+        return lambda x: np.asarray(x, dtype=dtype)
+
+
+_np_cast = _NpCast()
+
+
+def export_all(run_dir: str | Path, specs: Iterable[tuple[str, str]], **kw: Any) -> list[Path]:
+    """Export one run to several `(format, quantize)` pairs (e.g. for the benchmark)."""
+    return [export(run_dir, fmt, quantize, **kw) for fmt, quantize in specs]

@@ -1,0 +1,228 @@
+"""Export to LiteRT / ONNX: measured parity against Keras, sidecars, clear failures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cityseg.data.labels import CATEGORIES, IGNORE_INDEX, NUM_CLASSES, PALETTE, colorize
+from cityseg.export import ExportError, ParityImage, confusion, export, miou
+from cityseg.runtime import Predictor, best_runtime, sidecar_path
+
+SIZE = (48, 24)  # (width, height), 2:1 like Cityscapes
+
+
+def scene(
+    rng: np.random.Generator, height: int = 24, width: int = 48
+) -> tuple[np.ndarray, np.ndarray]:
+    """A blocky scene: categories in 6x6 blocks, coloured by palette plus noise."""
+    coarse = rng.integers(0, NUM_CLASSES, size=(height // 6 + 1, width // 6 + 1), dtype=np.uint8)
+    cats = np.kron(coarse, np.ones((6, 6), np.uint8))[:height, :width]
+    noise = rng.normal(0, 12, size=(height, width, 3))
+    image = np.clip(colorize(cats).astype(np.float64) + noise, 0, 255).astype(np.uint8)
+    return image, cats
+
+
+def tiny_segmenter(size: tuple[int, int] = SIZE):
+    """A small encoder-decoder with its normalisation inside, like the zoo's models."""
+    import keras
+
+    inputs = keras.Input((size[1], size[0], 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1)(inputs)
+    a = keras.layers.Conv2D(12, 3, padding="same")(x)
+    a = keras.layers.BatchNormalization(momentum=0.9)(a)  # settles within the few steps
+    a = keras.layers.ReLU()(a)
+    b = keras.layers.MaxPooling2D()(a)
+    b = keras.layers.SeparableConv2D(16, 3, padding="same", activation="relu")(b)
+    u = keras.layers.UpSampling2D(interpolation="bilinear")(b)
+    c = keras.layers.Concatenate()([u, a])
+    outputs = keras.layers.Conv2D(NUM_CLASSES, 1)(c)
+    return keras.Model(inputs, outputs, name="tiny_segmenter")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory) -> Path:
+    """A run folder with a tiny model trained for a few hundred steps on blocky scenes."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    pairs = [scene(rng) for _ in range(64)]
+    x = np.stack([p[0] for p in pairs]).astype(np.float32)
+    y = np.stack([p[1] for p in pairs])
+    model = tiny_segmenter()
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x, y, batch_size=16, epochs=25, verbose=0)
+    run = tmp_path_factory.mktemp("runs") / "tiny_run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    (run / "metrics.json").write_text(json.dumps({"name": "tiny_run", "model": "tiny_segmenter"}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def calibration() -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [scene(rng)[0] for _ in range(24)]
+
+
+@pytest.fixture(scope="module")
+def parity() -> list[ParityImage]:
+    """Held-out scenes, some at a different size and aspect (letterboxed on the way in)."""
+    rng = np.random.default_rng(2)
+    items = []
+    for i in range(6):
+        height, width = ((24, 48), (48, 96), (36, 36))[i % 3]
+        image, cats = scene(rng, height, width)
+        truth = cats.copy()
+        truth[cats == 0] = IGNORE_INDEX  # void is not scored, as in the official view
+        items.append(ParityImage(image, truth, name=f"test:{i}"))
+    return items
+
+
+def test_trained_model_learned_the_task(trained_run: Path, parity: list[ParityImage]) -> None:
+    # The parity numbers below mean something only if the model is not a coin toss.
+    predictor = Predictor.load(trained_run)
+    cm = sum(confusion(p.truth, predictor.predict(p.image)) for p in parity)
+    assert miou(cm) > 0.7, miou(cm)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["litert", "onnx"])
+def test_float_export_agrees_with_keras(trained_run, calibration, parity, fmt) -> None:
+    out = export(trained_run, fmt, "none", parity=parity, latency_runs=3)
+    assert (
+        out.parent == trained_run / "export"
+        and out.suffix == {"litert": ".tflite", "onnx": ".onnx"}[fmt]
+    )
+    meta = json.loads(sidecar_path(out).read_text())
+    assert meta["parity"]["pixel_agreement"] >= 0.999, meta["parity"]
+    assert abs(meta["parity"]["miou_delta"]) <= 0.001
+    assert meta["input_size"] == list(SIZE)
+    assert meta["categories"] == list(CATEGORIES)
+    assert meta["palette"] == PALETTE.tolist()
+    assert meta["quantize"] == "none" and meta["format"] == fmt
+    assert meta["latency_ms"] > 0
+
+    exported = Predictor.load(out)
+    keras_predictor = Predictor.load(trained_run)
+    assert exported.runtime == fmt and exported.input_size == SIZE
+    batch = np.stack(
+        [np.asarray(p.image, np.float32) for p in parity if p.image.shape == (24, 48, 3)]
+    )
+    np.testing.assert_allclose(
+        exported.predict_logits(batch), keras_predictor.predict_logits(batch), atol=1e-3, rtol=1e-3
+    )
+    # The run folder + runtime name finds the export too.
+    assert Predictor.load(trained_run, runtime=fmt).source == out
+
+
+@pytest.mark.slow
+def test_fp16_loses_at_most_a_tenth_of_a_point(trained_run, parity) -> None:
+    out = export(trained_run, "litert", "fp16", parity=parity, latency_runs=3)
+    meta = json.loads(sidecar_path(out).read_text())
+    assert meta["parity"]["miou_delta"] <= 0.001, meta["parity"]
+    assert meta["input"]["dtype"] == "float32"
+    from ai_edge_litert.interpreter import Interpreter
+
+    # The weights are stored as float16 (dequantised on load), not left at float32.
+    dtypes = {d["dtype"] for d in Interpreter(model_path=str(out)).get_tensor_details()}
+    assert np.float16 in dtypes
+
+
+@pytest.mark.slow
+def test_int8_loses_at_most_one_point(trained_run, calibration, parity) -> None:
+    out = export(
+        trained_run, "litert", "int8", calibration=calibration, parity=parity, latency_runs=3
+    )
+    meta = json.loads(sidecar_path(out).read_text())
+    assert meta["parity"]["miou_delta"] <= 0.01, meta["parity"]
+    assert meta["input"]["dtype"] == "float32"  # float in/out unless --int8-io
+
+
+@pytest.mark.slow
+def test_int8_io_records_scale_and_zero_point(trained_run, calibration, parity) -> None:
+    out = export(
+        trained_run,
+        "litert",
+        "int8",
+        int8_io=True,
+        calibration=calibration,
+        parity=parity,
+        latency_runs=3,
+    )
+    meta = json.loads(sidecar_path(out).read_text())
+    assert out.name.endswith("int8_io.tflite")
+    assert meta["input"]["dtype"] == "int8"
+    assert meta["input"]["scale"] > 0 and -128 <= meta["input"]["zero_point"] <= 127
+    assert meta["input"]["output_dtype"] == "int8"
+    assert meta["parity"]["miou_delta"] <= 0.01, meta["parity"]
+    # The Predictor quantises the raw image with the recorded scale and zero-point.
+    image = parity[0].image
+    np.testing.assert_array_equal(Predictor.load(out).predict(image).shape, image.shape[:2])
+
+
+@pytest.mark.slow
+def test_best_runtime_reads_recorded_parity(trained_run, parity) -> None:
+    export(trained_run, "onnx", "none", parity=parity, latency_runs=3)
+    best = best_runtime(trained_run)
+    assert best.suffix in (".onnx", ".tflite")
+    assert json.loads(sidecar_path(best).read_text())["parity"]["pixel_agreement"] >= 0.999 or (
+        json.loads(sidecar_path(best).read_text())["quantize"] != "none"
+    )
+
+
+def _bessel_model():
+    import keras
+    import tensorflow as tf
+
+    @keras.saving.register_keras_serializable(package="cityseg_test")
+    class Bessel(keras.layers.Layer):
+        """A layer whose op (BesselI0e) has neither a LiteRT builtin nor an ONNX equivalent."""
+
+        def call(self, x):
+            return tf.math.bessel_i0e(x)
+
+    inputs = keras.Input((SIZE[1], SIZE[0], 3))
+    outputs = keras.layers.Conv2D(NUM_CLASSES, 1)(Bessel(name="odd_layer")(inputs))
+    return keras.Model(inputs, outputs, name="odd")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fmt", ["litert", "onnx"])
+def test_unsupported_op_is_named(tmp_path: Path, parity, fmt) -> None:
+    run = tmp_path / "odd_run"
+    run.mkdir()
+    _bessel_model().save(run / "model.keras")
+    with pytest.raises(ExportError, match="BesselI0e") as info:
+        export(run, fmt, "none", parity=parity, latency_runs=0)
+    if fmt == "litert":
+        assert "odd_layer" in str(info.value)
+
+
+def test_bad_options_are_named(trained_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="--format"):
+        export(trained_run, "coreml")
+    with pytest.raises(ExportError, match="--quantize"):
+        export(trained_run, "litert", "int4")
+    with pytest.raises(ExportError, match="float32 only"):
+        export(trained_run, "onnx", "int8")
+    with pytest.raises(ExportError, match="--int8-io"):
+        export(trained_run, "litert", "fp16", int8_io=True)
+    with pytest.raises(ExportError, match=r"no model\.keras"):
+        export(tmp_path, "litert")
+
+
+def test_miou_ignores_void_and_unscored() -> None:
+    truth = np.array([[1, 1, 255, 0]], np.uint8)
+    pred = np.array([[1, 2, 3, 0]], np.uint8)
+    cm = confusion(truth, pred)
+    assert cm.sum() == 3  # the ignored pixel is not counted
+    # flat: tp 1, union 2 -> 0.5; construction: tp 0, union 1 -> 0; void is not a category.
+    assert miou(cm) == pytest.approx(0.25)
