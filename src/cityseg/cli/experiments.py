@@ -13,7 +13,12 @@ from rich.console import Console
 from rich.table import Table
 
 log = logging.getLogger(__name__)
-console = Console()
+
+
+def _console() -> Console:
+    # Built per command so that the terminal width (or $COLUMNS) of this call is honoured.
+    return Console()
+
 
 SUITE_ORDER = ("models", "loss", "augmentation")  # `all` runs them in this order
 
@@ -47,14 +52,14 @@ def run(
             else:
                 _print_record(record)
     except experiments.SuiteError as err:
-        console.print(f"[red]error:[/red] {err}")
+        _console().print(f"[red]error:[/red] {err}")
         raise typer.Exit(2) from err
 
 
 def _print_plan(record: dict) -> None:
     table = Table(title=f"suite {record['suite']} ({record['profile']}): planned runs")
     for column in ("run", "status", "model", "loss", "lr", "augment", "seed", "size", "epochs"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for run in record["runs"]:
         table.add_row(
             run["name"],
@@ -67,23 +72,25 @@ def _print_plan(record: dict) -> None:
             run["size"],
             str(run["epochs"]),
         )
-    console.print(table)
+    _console().print(table)
     for note in record["choices"]:
-        console.print(f"chosen: {note}")
+        _console().print(f"chosen: {note}")
     if record["optuna_trials"]:
-        console.print(f"then {record['optuna_trials']} Optuna learning-rate trials")
+        _console().print(f"then {record['optuna_trials']} Optuna learning-rate trials")
 
 
 def _print_record(record: dict) -> None:
     table = Table(title=f"suite {record['suite']} ({record['profile']})")
     for column in ("run", "action", "val mIoU"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for run in record["runs"].values():
         score = run.get("val_miou")
         shown = "-" if score is None or math.isnan(score) else f"{score:.4f}"
         table.add_row(run["name"], run["action"], shown)
-    console.print(table)
-    console.print(f"wall time of this invocation: {record['invocations'][-1]['wall_time_s']:.0f} s")
+    _console().print(table)
+    _console().print(
+        f"wall time of this invocation: {record['invocations'][-1]['wall_time_s']:.0f} s"
+    )
 
 
 def list_suites(
@@ -111,7 +118,7 @@ def list_suites(
         return
     table = Table(title=f"suites in {suites_dir}")
     for column in ("suite", "arms", "seeds", "profiles", "description"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(
             row["name"],
@@ -120,7 +127,7 @@ def list_suites(
             ", ".join(row["profiles"]),
             row["description"],
         )
-    console.print(table)
+    _console().print(table)
 
 
 def report(
@@ -133,7 +140,7 @@ def report(
     from cityseg.report import write_report
 
     path = write_report(out, runs_dir=runs_dir, bench_dir=bench_dir, html=html)
-    console.print(f"technical note written to {path}")
+    _console().print(f"technical note written to {path}")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Typer) -> None:

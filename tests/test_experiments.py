@@ -1,0 +1,246 @@
+"""Experiment suites: planning, skip-complete, resume, stale configs, choices, Optuna, ci run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from cityseg import experiments
+from cityseg.config import Config
+
+REPO = Path(__file__).resolve().parents[1]
+SUITES = REPO / "configs" / "experiments"
+
+
+class FakeTrain:
+    """Stands in for cityseg.train.train: writes what a finished run leaves, records calls."""
+
+    def __init__(self, scores: dict[str, float] | None = None) -> None:
+        self.calls: list[tuple[str, bool]] = []
+        self.scores = scores or {}
+
+    def score(self, config: Config) -> float:
+        for key in (config.model.name, config.train.loss, config.name):
+            if key in self.scores:
+                return self.scores[key]
+        return 0.5
+
+    def __call__(self, config: Config, out_dir: Path, resume: bool = False, callbacks=()) -> Path:
+        self.calls.append((config.name, resume))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        config.save(out_dir / "config.yaml")
+        val = self.score(config)
+        for epoch, callback in enumerate(callbacks):
+            callback.on_epoch_end(epoch, {"val_miou": val})
+        (out_dir / "metrics.json").write_text(
+            json.dumps({"name": config.name, "val": {"miou": val}, "test": {"miou": val - 0.1}})
+        )
+        return out_dir
+
+
+def _suite_dir(tmp_path: Path, **edits: Any) -> Path:
+    """A copy of the real suite files, optionally edited (suite name -> dict update)."""
+    folder = tmp_path / "suites"
+    shutil.copytree(SUITES, folder)
+    for name, update in edits.items():
+        path = folder / f"{name}.yaml"
+        tree = yaml.safe_load(path.read_text())
+        tree.update(update)
+        path.write_text(yaml.safe_dump(tree))
+    return folder
+
+
+@pytest.fixture
+def fake_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Skip dataset preparation: the fake trainer reads no data."""
+    monkeypatch.setattr(experiments, "ensure_data", lambda config, spec: {"data.root": "data/fake"})
+    return ["data.root=data/fake"]
+
+
+def test_real_suite_files_parse_and_name_what_differs() -> None:
+    assert experiments.list_suites(SUITES) == ["augmentation", "loss", "models"]
+    models = experiments.load_suite("models", SUITES)
+    assert [a.name for a in models.grid] == [
+        "unet_mini",
+        "unet_vgg16",
+        "unet_mobilenetv2",
+        "fpn_efficientnetb0",
+        "deeplabv3plus",
+        "lraspp_mobilenetv3",
+    ]
+    aug = experiments.load_suite("augmentation", SUITES)
+    assert len(aug.seeds) >= 2
+    assert aug.grid[0].name == "none" and aug.grid[-1].name == "all"
+    for suite in (models, aug, experiments.load_suite("loss", SUITES)):
+        assert set(suite.profiles) == set(experiments.PROFILES)
+
+
+def test_grid_names_and_techniques_exist_in_the_code() -> None:
+    from cityseg.data.augment import list_techniques
+    from cityseg.models.registry import list_models
+
+    models = experiments.load_suite("models", SUITES)
+    assert {a.overrides["model.name"] for a in models.grid} <= set(list_models())
+    aug = experiments.load_suite("augmentation", SUITES)
+    alone = [a.name for a in aug.grid if a.name not in ("none", "all")]
+    assert sorted(alone) == sorted(list_techniques())
+    assert sorted(aug.grid[-1].overrides["data.augment"]) == sorted(list_techniques())
+
+
+def test_dry_run_lists_runs_and_writes_nothing(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    record = experiments.run_suite(
+        "augmentation", "ci", runs_dir=runs, suites_dir=SUITES, dry_run=True
+    )
+    names = [r["name"] for r in record["runs"]]
+    assert names == ["none-s0", "none-s1", "hflip-s0", "hflip-s1"]
+    assert {r["status"] for r in record["runs"]} == {"new"}
+    assert record["runs"][0]["augment"] == [] and record["runs"][2]["augment"] == ["hflip"]
+    assert record["runs"][1]["seed"] == 1
+    assert not runs.exists()
+
+
+def test_profile_overrides_reach_the_config(tmp_path: Path) -> None:
+    suite = experiments.load_suite("models", SUITES)
+    ci = experiments.resolve_config(suite, "ci", suite.grid[1], overrides={"train.epochs": 3})
+    cpu = experiments.resolve_config(suite, "cpu", suite.grid[1])
+    assert (ci.data.size, ci.train.epochs, ci.model.name) == ("64x32", 3, "unet_vgg16")
+    assert (cpu.data.size, cpu.data.root) == ("256x128", "data/synth_cpu")
+    assert ci.name == "models-unet_vgg16" and ci.tracking.experiment == "cityseg-models"
+
+
+def test_skip_complete_resume_and_stale(tmp_path: Path, fake_data: list[str]) -> None:
+    runs = tmp_path / "runs"
+    train = FakeTrain()
+    first = experiments.run_suite(
+        "models", "ci", runs_dir=runs, suites_dir=SUITES, overrides=fake_data, train_fn=train
+    )
+    assert [c[0] for c in train.calls] == ["models-unet_mini", "models-lraspp_mobilenetv3"]
+    assert first["invocations"][-1]["trained"] == 2
+
+    # Second run: both complete with the same config -> nothing trained.
+    train.calls.clear()
+    second = experiments.run_suite(
+        "models", "ci", runs_dir=runs, suites_dir=SUITES, overrides=fake_data, train_fn=train
+    )
+    assert train.calls == []
+    assert second["invocations"][-1]["skipped"] == 2
+    assert len(second["invocations"]) == 2 and second["wall_time_s"] >= 0
+
+    # A checkpoint without metrics resumes; a changed config retrains from scratch.
+    lraspp = runs / "models" / "lraspp_mobilenetv3"
+    (lraspp / "metrics.json").unlink()
+    (lraspp / "checkpoint").mkdir()
+    experiments.run_suite(
+        "models", "ci", runs_dir=runs, suites_dir=SUITES, overrides=fake_data, train_fn=train
+    )
+    assert train.calls == [("models-lraspp_mobilenetv3", True)]
+
+    train.calls.clear()
+    experiments.run_suite(
+        "models",
+        "ci",
+        runs_dir=runs,
+        suites_dir=SUITES,
+        overrides=[*fake_data, "train.learning_rate=0.01"],
+        train_fn=train,
+    )
+    assert train.calls == [("models-unet_mini", False), ("models-lraspp_mobilenetv3", False)]
+    assert len(list((runs / "models" / ".stale").iterdir())) == 2  # old runs kept aside
+
+
+def test_loss_suite_trains_the_best_validation_model(tmp_path: Path, fake_data) -> None:
+    runs = tmp_path / "runs"
+    # lraspp wins on validation even though the defaults name unet_mini.
+    train = FakeTrain({"lraspp_mobilenetv3": 0.7, "unet_mini": 0.6})
+    suites = _suite_dir(tmp_path, loss={"optuna": {}})
+    plan = experiments.run_suite("loss", "ci", runs_dir=runs, suites_dir=suites, dry_run=True)
+    assert {r["model"] for r in plan["runs"]} == {"unet_mini"}  # models suite not run yet
+    experiments.run_suite(
+        "models", "ci", runs_dir=runs, suites_dir=suites, overrides=fake_data, train_fn=train
+    )
+    plan = experiments.run_suite("loss", "ci", runs_dir=runs, suites_dir=suites, dry_run=True)
+    assert {r["model"] for r in plan["runs"]} == {"lraspp_mobilenetv3"}
+    assert "lraspp_mobilenetv3" in plan["choices"][0]
+    # Another profile's models suite is not a choice for this one.
+    assert experiments.best_run(runs, "models", "cpu") is None
+
+
+def test_optuna_study_records_trials_and_resumes(tmp_path: Path, fake_data) -> None:
+    runs = tmp_path / "runs"
+    train = FakeTrain({"dice": 0.6, "ce": 0.5})
+    record = experiments.run_suite(
+        "loss", "ci", runs_dir=runs, suites_dir=SUITES, overrides=fake_data, train_fn=train
+    )
+    study = record["optuna"]
+    assert study["base_arm"] == "dice"  # the best grid loss on validation
+    assert len(study["trials"]) == 2
+    low, high = study["range"]
+    for trial in study["trials"]:
+        assert low <= trial["train.learning_rate"] <= high
+        saved = yaml.safe_load((runs / "loss" / trial["run"] / "config.yaml").read_text())
+        assert saved["train"]["loss"] == "dice"
+        assert saved["train"]["learning_rate"] == pytest.approx(trial["train.learning_rate"])
+    assert study["best"]["value"] == pytest.approx(0.6)
+    # Rerun: the grid is complete and the study has its trials, so nothing trains.
+    train.calls.clear()
+    again = experiments.run_suite(
+        "loss", "ci", runs_dir=runs, suites_dir=SUITES, overrides=fake_data, train_fn=train
+    )
+    assert train.calls == []
+    assert len(again["optuna"]["trials"]) == 2
+
+
+def test_bad_suite_files_name_the_field(tmp_path: Path) -> None:
+    bad = _suite_dir(tmp_path, models={"profiles": {"gpu": {}}})
+    with pytest.raises(experiments.SuiteError, match=r"models.yaml: unknown profile 'gpu'"):
+        experiments.load_suite("models", bad)
+    bad = _suite_dir(tmp_path / "b", loss={"grid": [{"loss": "ce"}]})
+    with pytest.raises(experiments.SuiteError, match=r"grid\[0\]: 'loss' is not a dotted key"):
+        experiments.load_suite("loss", bad)
+    suite = experiments.load_suite("models", SUITES)
+    with pytest.raises(experiments.SuiteError, match="unknown config field"):
+        experiments.resolve_config(suite, "ci", suite.grid[0], overrides={"train.epoch": 1})
+    with pytest.raises(experiments.SuiteError, match="suite file not found"):
+        experiments.load_suite("nope", SUITES)
+
+
+def test_missing_dataset_is_a_clear_error(tmp_path: Path) -> None:
+    config = experiments.resolve_config(
+        experiments.load_suite("models", SUITES),
+        "ci",
+        experiments.load_suite("models", SUITES).grid[0],
+        overrides={"data.root": str(tmp_path / "nothing")},
+    )
+    with pytest.raises(experiments.SuiteError, match="nothing has no leftImg8bit"):
+        experiments.ensure_data(config, {})
+
+
+def test_cli_dry_run(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cityseg.cli import app
+
+    result = CliRunner().invoke(
+        app,
+        [
+            "experiments",
+            "run",
+            "models",
+            "--profile",
+            "ci",
+            "--dry-run",
+            "--runs-dir",
+            str(tmp_path),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "unet_mini" in result.output and "new" in result.output
+    result = CliRunner().invoke(app, ["experiments", "run", "models", "--profile", "gpu"])
+    assert result.exit_code == 2 and "unknown profile" in result.output
