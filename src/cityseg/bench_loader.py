@@ -1,0 +1,170 @@
+"""Loader throughput: images/s of `CityscapesSequence` for 1..N workers, cache and augmentation.
+
+Every configuration is read through Keras's own `PyDatasetAdapter` (what `model.fit` uses),
+so the worker processes are the ones training gets. The reference is a plain
+single-process loop that decodes and resizes the PNGs with no PyDataset at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from cityseg.data.cityscapes import Sample
+
+log = logging.getLogger(__name__)
+
+DEFAULT_AUGMENT: tuple[str, ...] = ("hflip", "scale_crop", "color")
+
+
+def iterate_epoch(seq: Any, max_batches: int | None = None) -> Iterator[tuple[Any, ...]]:
+    """Yield one epoch of `seq` the way `model.fit` reads it (workers included), then end it."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    adapter = PyDatasetAdapter(seq, shuffle=False)
+    adapter.on_epoch_begin()
+    try:
+        for i, batch in enumerate(adapter.get_numpy_iterator()):
+            if max_batches is not None and i >= max_batches:
+                break
+            yield batch
+    finally:
+        if adapter.enqueuer is not None:
+            adapter.enqueuer.stop()
+        adapter.on_epoch_end()
+
+
+def _rate(images: int, seconds: float) -> float:
+    return round(images / seconds, 2) if seconds > 0 else float("inf")
+
+
+def plain_loop(samples: Sequence[Sample], size: tuple[int, int], n_images: int) -> dict[str, Any]:
+    """Decode + letterbox `n_images` samples in this process, one after the other."""
+    from cityseg.data.cache import load_resized
+
+    start = time.perf_counter()
+    for i in range(n_images):
+        load_resized(samples[i % len(samples)], size)
+    seconds = time.perf_counter() - start
+    return {
+        "images": n_images,
+        "seconds": round(seconds, 3),
+        "images_per_s": _rate(n_images, seconds),
+    }
+
+
+def time_sequence(seq: Any, batches: int) -> dict[str, Any]:
+    """Images/s over `batches` batches, excluding the first (pool start-up, first fill)."""
+    images, first_done, start = 0, 0.0, time.perf_counter()
+    count = 0
+    for count, (x, _y) in enumerate(iterate_epoch(seq, batches + 1), start=1):
+        if count == 1:
+            first_done = time.perf_counter()
+        else:
+            images += len(x)
+    seconds = time.perf_counter() - first_done
+    if count < 2:
+        raise ValueError(f"need at least 2 batches to time the loader, got {count}")
+    return {
+        "batches": count - 1,
+        "images": images,
+        "seconds": round(seconds, 3),
+        "startup_s": round(first_done - start, 3),
+        "images_per_s": _rate(images, seconds),
+    }
+
+
+def bench_loader(
+    samples: Sequence[Sample],
+    *,
+    size: tuple[int, int],
+    workers: Sequence[int] = (1, 2),
+    batches: int = 20,
+    batch_size: int = 8,
+    augment: Sequence[str] = DEFAULT_AUGMENT,
+    cache_dir: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Measure every (workers × cache × augmentation) configuration; return a JSON-ready dict."""
+    from cityseg.data.cache import build_cache
+    from cityseg.data.generator import CityscapesSequence
+
+    if not samples:
+        raise ValueError("no samples to benchmark")
+    n_images = min(len(samples), batches * batch_size)
+    cores = os.cpu_count() or 1
+    own_cache = cache_dir is None
+    cache_root = Path(tempfile.mkdtemp(prefix="cityseg-bench-")) if own_cache else Path(cache_dir)
+    try:
+        start = time.perf_counter()
+        build_cache(samples, size, cache_root, workers=max(workers), progress=True)
+        cache_build_s = time.perf_counter() - start
+        plain = plain_loop(samples, size, n_images)
+        runs = []
+        for cached in (False, True):
+            for augmented in (False, True):
+                for w in workers:
+                    seq = CityscapesSequence(
+                        samples,
+                        size=size,
+                        batch_size=batch_size,
+                        augment=tuple(augment) if augmented else (),
+                        shuffle=True,
+                        seed=seed,
+                        cache_dir=cache_root if cached else None,
+                        workers=w,
+                        use_multiprocessing=w > 1,
+                        progress=False,
+                    )
+                    result = time_sequence(seq, min(batches, len(seq) - 1))
+                    result.update(workers=w, cache=cached, augment=augmented)
+                    result["ratio_to_plain_loop"] = round(
+                        result["images_per_s"] / plain["images_per_s"], 3
+                    )
+                    log.info(
+                        "workers=%d cache=%s augment=%s: %.1f images/s",
+                        w, cached, augmented, result["images_per_s"],
+                    )  # fmt: skip
+                    runs.append(result)
+    finally:
+        if own_cache:
+            shutil.rmtree(cache_root, ignore_errors=True)
+
+    def rate(w: int, cached: bool, augmented: bool) -> float:
+        return next(
+            r["images_per_s"]
+            for r in runs
+            if (r["workers"], r["cache"], r["augment"]) == (w, cached, augmented)
+        )
+
+    first, most = min(workers), max(workers)
+    summary: dict[str, Any] = {}
+    for cached in (False, True):
+        for augmented in (False, True):
+            key = f"{'cache' if cached else 'decode'}_{'aug' if augmented else 'noaug'}"
+            speedup = rate(most, cached, augmented) / rate(first, cached, augmented)
+            summary[f"speedup_{most}w_vs_{first}w_{key}"] = round(speedup, 3)
+            summary[f"speedup_per_core_{most}w_{key}"] = round(speedup / cores, 3)
+    summary["cache_vs_decode_1w_noaug"] = round(
+        rate(first, True, False) / rate(first, False, False), 3
+    )
+    image = samples[0].image
+    return {
+        "size": list(size),
+        "batch_size": batch_size,
+        "samples": len(samples),
+        "source_image": str(image),
+        "cores": cores,
+        "augment": list(augment),
+        "cache_build_s": round(cache_build_s, 3),
+        "plain_loop": plain,
+        "runs": runs,
+        "summary": summary,
+        "timing": "images/s exclude the first batch of each run (pool start-up)",
+    }

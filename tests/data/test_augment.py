@@ -1,0 +1,109 @@
+"""Augmentation: image and mask stay aligned, masks stay nearest/void-padded, seeds repeat."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cityseg.data.augment import build_augmentation, list_techniques
+from cityseg.data.labels import PALETTE
+
+SIZE = (128, 64)
+GEOMETRIC = ("hflip", "rotate", "scale_crop")
+PHOTOMETRIC = ("color", "noise", "blur", "weather")
+
+
+def _blocks() -> np.ndarray:
+    """A category mask of big blocks (every category present, void 0 included)."""
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 8, (4, 8), dtype=np.uint8)
+    small[0, 0], small[3, 7] = 0, 7
+    return np.kron(small, np.ones((16, 16), np.uint8))
+
+
+def _decode(image: np.ndarray) -> np.ndarray:
+    """Nearest palette colour of every pixel -> category."""
+    dist = ((image[:, :, None, :].astype(int) - PALETTE[None, None].astype(int)) ** 2).sum(-1)
+    return dist.argmin(-1).astype(np.uint8)
+
+
+def _interior(mask: np.ndarray) -> np.ndarray:
+    """Pixels whose 5x5 neighbourhood holds a single category (boundaries excluded)."""
+    padded = np.pad(mask, 2, mode="edge")
+    same = np.ones(mask.shape, bool)
+    for dy in range(5):
+        for dx in range(5):
+            same &= padded[dy : dy + mask.shape[0], dx : dx + mask.shape[1]] == mask
+    return same
+
+
+@pytest.mark.parametrize("name", GEOMETRIC)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_geometric_keeps_image_and_mask_aligned(name: str, seed: int) -> None:
+    mask = _blocks()
+    image = PALETTE[mask]  # the image is the colour-coded mask itself
+    out = build_augmentation([name], SIZE, seed, always=True)(image=image, mask=mask)
+    new_image, new_mask = out["image"], out["mask"]
+    assert new_image.shape == image.shape and new_mask.shape == mask.shape
+    assert new_mask.dtype == np.uint8
+    assert set(np.unique(new_mask)) <= set(range(8))  # nearest: no invented values
+    assert not np.array_equal(new_mask, mask) or name == "scale_crop"
+    inside = _interior(new_mask)
+    assert inside.mean() > 0.5
+    agree = _decode(new_image)[inside] == new_mask[inside]
+    assert agree.mean() > 0.995, f"{name}: only {agree.mean():.3%} of interior pixels agree"
+
+
+def test_hflip_flips_both() -> None:
+    mask = _blocks()
+    image = PALETTE[mask]
+    out = build_augmentation(["hflip"], SIZE, 0, always=True)(image=image, mask=mask)
+    assert np.array_equal(out["mask"], mask[:, ::-1])
+    assert np.array_equal(out["image"], image[:, ::-1])
+
+
+def test_scale_crop_pads_mask_with_void() -> None:
+    mask = np.full((64, 128), 5, np.uint8)  # all sky: any 0 in the output is padding
+    image = PALETTE[mask]
+    pipeline = build_augmentation(["scale_crop"], SIZE, 0, always=True)
+    padded = 0
+    for seed in range(20):
+        pipeline.set_random_seed(seed)
+        out = pipeline(image=image, mask=mask)
+        void = out["mask"] == 0
+        padded += int(void.any())
+        assert set(np.unique(out["mask"])) <= {0, 5}
+        assert (out["image"][void] == 0).all()  # image padded with 0 exactly where mask is void
+        assert (out["image"][~void] == PALETTE[5]).all()
+    assert padded > 0  # some draws scale below 1 and need padding
+
+
+@pytest.mark.parametrize("name", PHOTOMETRIC)
+def test_photometric_changes_image_not_mask(name: str) -> None:
+    mask = _blocks()
+    image = PALETTE[mask]
+    out = build_augmentation([name], SIZE, 0, always=True)(image=image, mask=mask)
+    assert np.array_equal(out["mask"], mask)
+    assert out["image"].dtype == np.uint8 and out["image"].shape == image.shape
+    assert not np.array_equal(out["image"], image)
+
+
+def test_same_seed_same_result_and_order_of_names_irrelevant() -> None:
+    mask = _blocks()
+    image = PALETTE[mask]
+    names = list_techniques()
+    a = build_augmentation(names, SIZE, 7)(image=image, mask=mask)
+    b = build_augmentation(list(reversed(names)), SIZE, 7)(image=image, mask=mask)
+    assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["mask"], b["mask"])
+    outs = [build_augmentation(names, SIZE, s)(image=image, mask=mask)["image"] for s in range(4)]
+    assert any(not np.array_equal(outs[0], o) for o in outs[1:])
+
+
+def test_unknown_name_lists_valid_names() -> None:
+    with pytest.raises(ValueError, match=r"unknown augmentation technique\(s\) \['flip'\].*hflip"):
+        build_augmentation(["flip"], SIZE, 0)
+
+
+def test_no_names_no_pipeline() -> None:
+    assert build_augmentation([], SIZE, 0) is None
+    assert set(list_techniques()) == set(GEOMETRIC + PHOTOMETRIC)

@@ -1,0 +1,158 @@
+"""CityscapesSequence: batches, epochs, workers, letterbox, cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_trees import make_tree, write_frame
+from PIL import Image
+
+from cityseg.bench_loader import iterate_epoch
+from cityseg.data import labels
+from cityseg.data.cache import build_cache, cache_key
+from cityseg.data.cityscapes import DataError, list_samples, read_sample
+from cityseg.data.generator import CityscapesSequence, sample_seed
+
+SIZE = (32, 16)
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory: pytest.TempPathFactory) -> list:
+    root = make_tree(tmp_path_factory.mktemp("gen"), {"train": ["aachen", "bochum"]}, 5, (64, 32))
+    return list_samples(root, "train")  # 10 samples
+
+
+def _key(x: np.ndarray) -> bytes:
+    return x.astype(np.uint8).tobytes()
+
+
+def test_shapes_dtypes_ranges_and_partial_batch(samples: list) -> None:
+    seq = CityscapesSequence(samples, size=SIZE, batch_size=4)
+    assert len(seq) == 3  # ceil(10 / 4): the partial batch is kept
+    sizes = []
+    for i in range(len(seq)):
+        x, y = seq[i]
+        assert x.dtype == np.float32 and x.shape[1:] == (16, 32, 3)
+        assert y.dtype == np.uint8 and y.shape == x.shape[:3]
+        assert x.min() >= 0 and x.max() <= 255 and x.max() > 1  # raw 0..255, not normalised
+        assert y.max() <= 7
+        sizes.append(len(x))
+    assert sizes == [4, 4, 2]
+    with pytest.raises(IndexError):
+        seq[3]
+
+
+def test_labels_resized_nearest_match_official_mapping(samples: list) -> None:
+    # Same aspect (2:1) and exactly half the size: nearest keeps only original category values.
+    _, y = CityscapesSequence(samples[:1], size=SIZE, batch_size=1)[0]
+    _, full = read_sample(samples[0])
+    assert set(np.unique(y)) <= set(np.unique(full))
+
+
+def test_every_sample_once_per_epoch_and_reshuffled(samples: list) -> None:
+    plain = CityscapesSequence(samples, size=SIZE, batch_size=4)
+    reference = sorted(_key(x) for i in range(len(plain)) for x in plain[i][0])
+    seq = CityscapesSequence(samples, size=SIZE, batch_size=4, shuffle=True, seed=3)
+    orders = []
+    for _epoch in range(3):
+        seen = [_key(x) for x, _ in iterate_epoch(seq) for x in x]
+        assert sorted(seen) == reference  # each sample exactly once, partial batch included
+        orders.append(seen)
+    assert seq.epoch == 3
+    assert orders[0] != orders[1] and orders[1] != orders[2]
+
+
+def test_letterbox_pads_label_with_void(tmp_path: Path) -> None:
+    write_frame(tmp_path, "train", "aachen", 0, 0, size=(32, 32))  # square frame
+    seq = CityscapesSequence(list_samples(tmp_path, "train"), size=(32, 16), batch_size=1)
+    x, y = seq[0]
+    # Scaled to 16x16 and centred: 8 columns of padding each side.
+    assert (y[0, :, :8] == 0).all() and (y[0, :, -8:] == 0).all()
+    assert (x[0, :, :8] == 0).all() and x[0, :, 8:-8].max() > 0
+
+
+@pytest.mark.parametrize("multiprocessing", [False, True])
+def test_same_batches_for_one_and_two_workers(samples: list, multiprocessing: bool) -> None:
+    def epochs(workers: int) -> list[list[np.ndarray]]:
+        seq = CityscapesSequence(
+            samples, size=SIZE, batch_size=3, augment=("hflip", "scale_crop", "color", "noise"),
+            shuffle=True, seed=11, workers=workers, use_multiprocessing=multiprocessing and workers > 1,
+        )  # fmt: skip
+        return [[a for batch in iterate_epoch(seq) for a in batch] for _ in range(2)]
+
+    one, two = epochs(1), epochs(2)
+    for e1, e2 in zip(one, two, strict=True):
+        assert len(e1) == len(e2) == 2 * 4
+        for a, b in zip(e1, e2, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(one[0][0], one[1][0])  # new order / new draws next epoch
+
+
+def test_augmentation_depends_on_seed_epoch_index_only() -> None:
+    assert sample_seed(0, 0, 1) == sample_seed(0, 0, 1)
+    assert (
+        len(
+            {sample_seed(0, 0, 1), sample_seed(0, 1, 1), sample_seed(1, 0, 1), sample_seed(0, 0, 2)}
+        )
+        == 4
+    )
+
+
+def test_preprocess_is_applied(samples: list) -> None:
+    seq = CityscapesSequence(samples, size=SIZE, batch_size=2, preprocess=lambda x: x / 127.5 - 1)
+    x, _ = seq[0]
+    assert x.dtype == np.float32 and x.min() >= -1 and x.max() <= 1
+
+
+def test_unknown_augmentation_fails_at_construction(samples: list) -> None:
+    with pytest.raises(ValueError, match="valid names"):
+        CityscapesSequence(samples, size=SIZE, batch_size=2, augment=("mixup",))
+
+
+def test_cache_gives_the_same_arrays(samples: list, tmp_path: Path) -> None:
+    kwargs = dict(size=SIZE, batch_size=4, shuffle=True, seed=2, augment=("hflip", "rotate"))
+    plain = CityscapesSequence(samples, **kwargs)
+    cached = CityscapesSequence(samples, cache_dir=tmp_path, progress=False, **kwargs)
+    for i in range(len(plain)):
+        for a, b in zip(plain[i], cached[i], strict=True):
+            np.testing.assert_array_equal(a, b)
+    folders = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert len(folders) == 1 and (folders[0] / "images.npy").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temp dir renamed
+    images = np.load(folders[0] / "images.npy", mmap_mode="r")
+    assert images.shape == (10, 16, 32, 3) and images.dtype == np.uint8
+
+
+def test_cache_invalidated_when_a_file_or_the_size_changes(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "data", {"train": ["aachen"]}, 2, (64, 32))
+    samples = list_samples(root, "train")
+    first = build_cache(samples, SIZE, tmp_path / "cache", progress=False)
+    assert build_cache(samples, SIZE, tmp_path / "cache", progress=False).folder == first.folder
+    assert cache_key(samples, (16, 8)) != cache_key(samples, SIZE)
+    label = samples[0].label
+    Image.fromarray(np.full((32, 64), 26, np.uint8)).save(label)  # all "car" now
+    stat = label.stat()
+    os.utime(label, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    second = build_cache(samples, SIZE, tmp_path / "cache", progress=False)
+    assert second.folder != first.folder
+    _, y = second.get(samples[0])
+    assert (y == labels.ID_TO_CATEGORY[26]).all()
+
+
+def test_cache_built_in_parallel_matches_serial(samples: list, tmp_path: Path) -> None:
+    a = build_cache(samples, SIZE, tmp_path / "a", workers=1, progress=False)
+    b = build_cache(samples, SIZE, tmp_path / "b", workers=2, progress=False)
+    np.testing.assert_array_equal(a.images, b.images)
+    np.testing.assert_array_equal(a.categories, b.categories)
+
+
+def test_decode_error_at_load_time_names_the_file(tmp_path: Path) -> None:
+    root = make_tree(tmp_path, {"train": ["aachen"]}, 2)
+    samples = list_samples(root, "train")
+    samples[1].image.write_bytes(b"\x89PNG broken")
+    seq = CityscapesSequence(samples, size=SIZE, batch_size=2)
+    with pytest.raises(DataError, match=samples[1].image.name):
+        seq[0]
