@@ -132,7 +132,7 @@ def _read_metrics(state: ServiceState) -> dict[str, Any]:
         return {}
 
 
-async def _start(state: ServiceState, predictor: PredictorLike | None) -> None:
+async def _start(state: ServiceState, predictor: PredictorLike | None, load_samples: bool) -> None:
     """Load the model off the event loop, so /health can answer 503 meanwhile."""
     try:
         if predictor is None:
@@ -143,7 +143,7 @@ async def _start(state: ServiceState, predictor: PredictorLike | None) -> None:
             )
         state.predictor = predictor
         state.metrics = _read_metrics(state)
-        if not len(state.samples):
+        if load_samples:
             state.samples = await asyncio.to_thread(_load_samples, state)
         state.worker = InferenceWorker(
             predictor, max_queue=state.settings.max_queue, max_batch=state.settings.max_batch
@@ -171,7 +171,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task = asyncio.create_task(_start(state, predictor))
+        task = asyncio.create_task(_start(state, predictor, load_samples=samples is None))
         if predictor is not None:
             await task  # nothing slow to wait for: be ready at once
         try:
