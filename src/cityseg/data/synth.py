@@ -19,10 +19,11 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from cityscapesscripts.helpers.labels import labels as _OFFICIAL_LABELS
 from cityscapesscripts.helpers.labels import name2label
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from cityseg.data.synth_scene import (
     GROUND_LABELS,
@@ -37,7 +38,16 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 FRAME_NUMBER = 19  # official frames are `<city>_<seq>_000019`: the 20th frame of a snippet
-PNG = {"compress_level": 1}  # fast PNG writing; the files stay lossless
+# Lossless PNG tuned for speed: one "sub" filter + run-length zlib is ~3x faster than the
+# default adaptive filtering at about the same file size for these frames.
+PNG = [
+    cv2.IMWRITE_PNG_COMPRESSION,
+    1,
+    cv2.IMWRITE_PNG_STRATEGY,
+    cv2.IMWRITE_PNG_STRATEGY_RLE,
+    cv2.IMWRITE_PNG_FILTER,
+    cv2.IMWRITE_PNG_FILTER_SUB,
+]
 
 # Texture amplitude per label id: (fine grain, coarse blotches), relative to the base colour.
 _TEXTURE = {
@@ -98,29 +108,28 @@ def _conditions(style: CityStyle, rng: np.random.Generator) -> Conditions:
 
 @functools.lru_cache(maxsize=4)
 def _noise(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Fixed noise tiles for a frame size: fine (H, W, 3) and coarse blotches (H, W).
+    """Fixed noise tiles, 1.5x the frame size: fine (H', W', 3) and coarse blotches (H', W').
 
     Drawing fresh Gaussian noise for every frame costs more than the whole rendering; a
-    fixed tile rolled by a per-frame offset is as good for texture and stays deterministic.
+    random window into a fixed larger tile is as good for texture and stays deterministic.
     """
-    width, height = size
+    width, height = size[0] * 3 // 2, size[1] * 3 // 2
     rng = np.random.default_rng(12345)
     fine = rng.standard_normal((height, width, 3), dtype=np.float32)
     coarse = np.zeros((height, width), np.float32)
-    for cell, weight in ((32, 0.6), (8, 0.4)):
-        small = rng.standard_normal((max(2, height // cell), max(2, width // cell))).astype(
-            np.float32
-        )
-        img = Image.fromarray(small, mode="F").resize((width, height), Image.Resampling.BILINEAR)
-        coarse += weight * np.asarray(img)
+    for cell, weight in ((48, 0.6), (12, 0.4)):
+        small = rng.standard_normal((max(2, height // cell), max(2, width // cell)))
+        img = Image.fromarray(small.astype(np.float32), mode="F")
+        coarse += weight * np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
     coarse /= coarse.std() + 1e-6
     return fine, coarse
 
 
-def _roll(tile: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    return np.roll(
-        tile, (int(rng.integers(tile.shape[0])), int(rng.integers(tile.shape[1]))), axis=(0, 1)
-    )
+def _window(tile: np.ndarray, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """A random (height, width) view into a noise tile (no copy)."""
+    top = int(rng.integers(tile.shape[0] - height + 1))
+    left = int(rng.integers(tile.shape[1] - width + 1))
+    return tile[top : top + height, left : left + width]
 
 
 def _draw(objects: list[Obj], size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
@@ -150,41 +159,39 @@ def _shade(
     """Texture, shadows, sky, time of day, fog, rain, noise: all from the same geometry."""
     height, width = label_ids.shape
     fine, coarse = _noise((width, height))
-    grain = _roll(fine, rng)
-    blotch = _roll(coarse, rng)
+    grain = _window(fine, rng, height, width)
+    blotch = _window(coarse, rng, height, width)
     tex = 1 + FINE_AMP[label_ids] * grain[..., 0] + COARSE_AMP[label_ids] * blotch
-    image *= tex[..., None]
     # shadows darken the ground only (a car is not darkened by its own shadow polygon)
-    ground = IS_GROUND[label_ids]
-    image[shadow & ground] *= 1 - cond.shadow
+    tex[shadow & IS_GROUND[label_ids]] *= 1 - cond.shadow
+    image *= tex[..., None]
     # sky: lighter toward the horizon, warm at dusk, with clouds from the blotch noise
     sky_rows = max(1, min(height, int(horizon) + 2))
-    sky = label_ids[:sky_rows] == SKY_ID
-    rows = np.linspace(0, 1, sky_rows, dtype=np.float32)[:, None, None]
+    sky = (label_ids[:sky_rows] == SKY_ID).astype(np.float32)
+    rows = np.linspace(0, 0.6, sky_rows, dtype=np.float32)[:, None]
     warm = np.array([255, 150, 90], np.float32) * cond.time_of_day
     toward = np.array([235, 235, 240], np.float32) * (1 - cond.time_of_day) + warm
     top = image[:sky_rows]
-    top[:] = np.where(sky[..., None], top * (1 - 0.6 * rows) + toward * 0.6 * rows, top)
-    cloud = np.clip(_roll(coarse, rng)[:sky_rows] - 0.3, 0, 1)[..., None] * rng.uniform(0.3, 0.9)
-    top[:] = np.where(sky[..., None], top * (1 - cloud) + 245 * cloud, top)
-    # time of day: darker and warmer toward dusk
+    top += (toward - top) * (sky * rows)[..., None]
+    cloud = np.clip(_window(coarse, rng, sky_rows, width) - 0.3, 0, 1) * rng.uniform(0.3, 0.9)
+    top += (245 - top) * (sky * cloud)[..., None]
+    # time of day (darker and warmer toward dusk), then aerial perspective / fog by depth
     tint = np.array([1.0, 1 - 0.18 * cond.time_of_day, 1 - 0.4 * cond.time_of_day], np.float32)
     image *= tint * (1 - 0.45 * cond.time_of_day)
-    # aerial perspective / fog: blend to grey with depth
     visibility = 1500.0 if cond.fog == 0 else 25 + 250 * (1 - cond.fog)
-    haze = 1 - np.exp(-depth / visibility)
+    haze = 1 - np.exp(-depth / np.float32(visibility))
     fog_color = np.float32(200 * (1 - 0.4 * cond.time_of_day))
     image += (fog_color - image) * haze[..., None]
     if cond.rain:
         layer = Image.new("L", (width, height), 0)
         draw = ImageDraw.Draw(layer)
         slant = rng.uniform(-0.25, 0.25)
-        for _ in range(int(width * height / 900)):
-            x, y = rng.uniform(0, width), rng.uniform(0, height)
-            length = rng.uniform(0.02, 0.06) * height
-            draw.line(
-                [(x, y), (x + slant * length, y + length)], fill=int(rng.integers(60, 140)), width=1
-            )
+        count = int(width * height / 900)
+        xs, ys = rng.uniform(0, width, count), rng.uniform(0, height, count)
+        lengths = rng.uniform(0.02, 0.06, count) * height
+        fills = rng.integers(60, 140, count)
+        for x, y, length, fill in zip(xs, ys, lengths, fills, strict=True):
+            draw.line([(x, y), (x + slant * length, y + length)], fill=int(fill), width=1)
         streak = np.asarray(layer, np.float32)[..., None] / 255
         image *= 0.85
         image += (215 - image) * streak
@@ -230,13 +237,13 @@ def _render(
     draw = ImageDraw.Draw(shadow_img)
     for pts in builder.shadows:
         draw.polygon(pts, fill=1)
-    image = np.asarray(rgb, np.float32).copy()
+    image = np.asarray(rgb).astype(np.float32)
     image = _shade(image, label_ids, depth, np.asarray(shadow_img), cond, cam.horizon, rng)
-    out = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
-    if cond.blur > 0:
-        out = out.filter(ImageFilter.GaussianBlur(cond.blur * width / 1024))
+    out = np.clip(image, 0, 255).astype(np.uint8)
+    if cond.blur > 0:  # defocus / motion softness, scaled with the frame size
+        out = cv2.GaussianBlur(out, (0, 0), cond.blur * width / 1024 + 0.3)
     polygons = [{"label": ob.label, "polygon": [list(p) for p in ob.polygon]} for ob in objects]
-    return np.asarray(out), label_ids, polygons, _instances(objects, index)
+    return out, label_ids, polygons, _instances(objects, index)
 
 
 def _instances(objects: list[Obj], index: np.ndarray) -> np.ndarray:
@@ -321,16 +328,24 @@ def _write_frame(task: _Task) -> str:
     gt_dir = task.out / "gtFine" / task.split / city
     img_dir.mkdir(parents=True, exist_ok=True)
     gt_dir.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(img_dir / f"{stem}_leftImg8bit.png", **PNG)
-    Image.fromarray(label_ids).save(gt_dir / f"{stem}_gtFine_labelIds.png", **PNG)
-    Image.fromarray(COLOR_LUT[label_ids]).save(gt_dir / f"{stem}_gtFine_color.png", **PNG)
-    Image.fromarray(instances.astype(np.uint16)).save(
-        gt_dir / f"{stem}_gtFine_instanceIds.png", **PNG
-    )
+    _write_png(img_dir / f"{stem}_leftImg8bit.png", image)
+    _write_png(gt_dir / f"{stem}_gtFine_labelIds.png", label_ids)
+    _write_png(gt_dir / f"{stem}_gtFine_color.png", COLOR_LUT[label_ids])
+    _write_png(gt_dir / f"{stem}_gtFine_instanceIds.png", instances.astype(np.uint16))
     height, width = label_ids.shape
     doc = {"imgHeight": height, "imgWidth": width, "objects": objects}
     (gt_dir / f"{stem}_gtFine_polygons.json").write_text(json.dumps(doc, separators=(",", ":")))
     return stem
+
+
+def _write_png(path: Path, array: np.ndarray) -> None:
+    """Write RGB(A) / grey / uint16 arrays as PNG (OpenCV: several times faster than PIL here)."""
+    if array.ndim == 3:  # OpenCV stores BGR(A)
+        array = cv2.cvtColor(
+            array, cv2.COLOR_RGB2BGR if array.shape[2] == 3 else cv2.COLOR_RGBA2BGRA
+        )
+    if not cv2.imwrite(str(path), array, PNG):
+        raise OSError(f"could not write {path}")
 
 
 def city_plan(cities: int, seed: int) -> dict[str, list[CityStyle]]:
@@ -392,6 +407,11 @@ def generate(
     return out
 
 
+def _init_worker() -> None:
+    # one process per core already: OpenCV's own thread pool would only oversubscribe
+    cv2.setNumThreads(1)
+
+
 def _run(tasks: list[_Task], workers: int, progress: bool) -> None:
     from rich.progress import Progress
 
@@ -402,7 +422,6 @@ def _run(tasks: list[_Task], workers: int, progress: bool) -> None:
                 _write_frame(task)
                 bar.advance(job)
             return
-        # fork is cheap and the renderer holds no threads; spawn where fork is unavailable
-        with get_context().Pool(workers) as pool:
+        with get_context().Pool(workers, initializer=_init_worker) as pool:
             for _ in pool.imap_unordered(_write_frame, tasks, chunksize=2):
                 bar.advance(job)

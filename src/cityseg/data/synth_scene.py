@@ -172,6 +172,15 @@ class Camera:
             round(min(max(v, -lim_v), lim_v)),
         )
 
+    def uv_many(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised `uv`: integer pixel arrays (u, v)."""
+        z = np.maximum(z, 0.05)
+        u = np.clip(np.rint(self.cx + self.f * x / z), -6 * self.width, 6 * self.width)
+        v = np.clip(
+            np.rint(self.horizon + self.f * (self.cam_h - y) / z), -6 * self.height, 6 * self.height
+        )
+        return u.astype(np.int64), v.astype(np.int64)
+
     def scale(self, z: float) -> float:
         """Pixels per metre at distance z."""
         return self.f / max(z, 0.05)
@@ -230,6 +239,15 @@ class SceneBuilder:
         z0 = max(z0, self.cam.z_near)
         uv = self.cam.uv
         return [uv(x, y0, z0), uv(x, y0, z1), uv(x, y1, z1), uv(x, y1, z0)]
+
+    def side_quads(
+        self, x: float, z0: np.ndarray, z1: np.ndarray, y0: np.ndarray, y1: np.ndarray
+    ) -> list[list[Point]]:
+        """Many vertical rectangles in the plane X = x at once (windows), vectorised."""
+        zs = np.maximum(np.stack([z0, z1, z1, z0], 1), self.cam.z_near)
+        ys = np.stack([y0, y0, y1, y1], 1)
+        u, v = self.cam.uv_many(np.full_like(zs, x), ys, zs)
+        return [list(zip(a, b, strict=True)) for a, b in zip(u.tolist(), v.tolist(), strict=True)]
 
     def front(self, z: float, pts: list[tuple[float, float]]) -> list[Point]:
         """Polygon in the plane Z = z (facing the camera), from (x, y) metres."""
@@ -418,31 +436,25 @@ class SceneBuilder:
         pitch = win_w + rng.uniform(1.0, 2.5)
         win = _jitter(rng, st.window_color, 0.15)
         frame = _mix(color, (255, 255, 255), 0.35)
-        scale_mid = self.cam.scale(max((z0 + z1) / 2, 2))
-        if win_w * scale_mid * 0.3 >= self.min_px:
-            y = floor_h * rng.uniform(0.9, 1.3)
-            while y + win_h < h - 0.6:
-                zz = max(z0, self.cam.z_near) + rng.uniform(0.5, 1.2)
-                while zz + win_w < z1 - 0.5:
-                    ob.details.append(
-                        (
-                            self.side_quad(x, zz - 0.1, zz + win_w + 0.1, y - 0.1, y + win_h + 0.1),
-                            frame,
-                        )
-                    )
-                    ob.details.append(
-                        (self.side_quad(x, zz, zz + win_w, y, y + win_h), _jitter(rng, win, 0.05))
-                    )
-                    zz += pitch
-                y += floor_h
-            # shop front: darker band at street level
-            if rng.uniform() < 0.6:
-                ob.details.append(
-                    (
-                        self.side_quad(x, z0 + 0.5, z1 - 0.5, 0.3, min(2.6, h - 0.5)),
-                        _mix(win, (0, 0, 0), 0.2),
-                    )
+        zs = np.arange(max(z0, self.cam.z_near) + rng.uniform(0.5, 1.2), z1 - 0.5 - win_w, pitch)
+        zs = zs[self.cam.f * win_h / np.maximum(zs, 0.05) >= 1.5]  # skip sub-pixel windows
+        ys = np.arange(floor_h * rng.uniform(0.9, 1.3), h - 0.6 - win_h, floor_h)
+        if zs.size and ys.size:
+            zz, yy = (g.ravel() for g in np.meshgrid(zs, ys))
+            frames = self.side_quads(x, zz - 0.1, zz + win_w + 0.1, yy - 0.1, yy + win_h + 0.1)
+            panes = self.side_quads(x, zz, zz + win_w, yy, yy + win_h)
+            shades = rng.uniform(0.8, 1.2, zz.size)
+            win_arr = np.array(win, np.float32)
+            for outer, pane, k in zip(frames, panes, shades, strict=True):
+                ob.details.append((outer, frame))
+                ob.details.append((pane, tuple(int(c) for c in np.minimum(win_arr * k, 255))))  # type: ignore[misc]
+        if rng.uniform() < 0.6:  # shop front: a darker band at street level
+            ob.details.append(
+                (
+                    self.side_quad(x, z0 + 0.5, z1 - 0.5, 0.3, min(2.6, h - 0.5)),
+                    _mix(win, (0, 0, 0), 0.2),
                 )
+            )
         ob.details.append(
             (self.side_quad(x, z0, z1, h - 0.4, h), _mix(color, (0, 0, 0), 0.3))
         )  # cornice
