@@ -1,0 +1,104 @@
+"""End to end in a real headless Chromium: upload an image, see the mask and the legend.
+
+Set CITYSEG_SCREENSHOT=1 to write docs/figures/service_page.png.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cityseg.data import labels
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "figures" / "service_page.png"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
+]
+
+
+def street_scene(width: int = 384, height: int = 192) -> np.ndarray:
+    """A cartoon street whose red channel // 32 is the fake model's category."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[: height * 2 // 5] = (170, 200, 235)  # sky (5)
+    image[height * 2 // 5 : height * 3 // 5] = (80, 80, 85)  # construction (2)
+    image[height * 3 // 5 :] = (40, 40, 48)  # flat (1)
+    image[height * 3 // 10 : height * 3 // 5, : width // 6] = (140, 170, 90)  # nature (4)
+    image[height // 2 : height * 4 // 5, width // 2 : width * 3 // 4] = (240, 30, 40)  # vehicle
+    image[height * 2 // 5 : height * 4 // 5, width // 4 : width // 4 + 12] = (205, 120, 100)
+    return image
+
+
+def test_upload_shows_mask_overlay_and_legend(live_server: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    image = street_scene()
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-dev-shm-usage"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            errors: list[str] = []
+            page.on("pageerror", lambda err: errors.append(str(err)))
+            page.goto(live_server)
+            expect(page.locator("#model-line")).to_contain_text("fake_model")
+
+            # A test sample: ground truth beside the prediction, IoU column filled.
+            expect(page.locator("#sample-select option")).to_have_count(3)
+            page.select_option("#sample-select", index=1)
+            expect(page.locator("#gt-figure")).to_be_visible()
+            expect(page.locator("#legend tbody tr")).to_have_count(len(labels.CATEGORIES))
+            expect(page.locator("#legend tbody tr[data-category=flat] td.iou")).to_contain_text("%")
+
+            # An upload: mask, overlay and legend with each category's share.
+            page.set_input_files(
+                "#file-input",
+                files=[
+                    {"name": "street.png", "mimeType": "image/png", "buffer": buffer.getvalue()}
+                ],
+            )
+            expect(page.locator("#status")).to_contain_text("street.png: done")
+            expect(page.locator("#gt-figure")).to_be_hidden()
+            sky_share = (image[..., 0] // 32 == 5).mean()
+            expect(page.locator("#legend tbody tr[data-category=sky]")).to_contain_text(
+                f"{100 * sky_share:.1f}%"
+            )
+            width, height = page.evaluate(
+                "() => [document.getElementById('mask-canvas').width,"
+                " document.getElementById('mask-canvas').height]"
+            )
+            assert (width, height) == (image.shape[1], image.shape[0])
+            pixel = page.evaluate(
+                "([x, y]) => Array.from(document.getElementById('mask-canvas')"
+                ".getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3))",
+                [image.shape[1] * 5 // 8, image.shape[0] * 7 // 10],
+            )
+            assert pixel == [int(v) for v in labels.PALETTE[7]]  # the car is vehicle blue
+
+            # The opacity slider at 0 shows the image itself in the overlay.
+            page.locator("#alpha").fill("0")
+            overlay = page.evaluate(
+                "() => Array.from(document.getElementById('overlay-canvas')"
+                ".getContext('2d').getImageData(10, 10, 1, 1).data.slice(0, 3))"
+            )
+            assert overlay == [int(v) for v in image[10, 10]]
+            page.locator("#alpha").fill("55")
+            assert not errors, errors
+            if os.environ.get("CITYSEG_SCREENSHOT"):
+                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(SCREENSHOT), full_page=True)
+        finally:
+            browser.close()
