@@ -1,0 +1,65 @@
+"""Configs: every YAML in configs/ loads, names what it trains, and overrides/errors behave."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cityseg import config as config_mod
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+RUN_CONFIGS = sorted(CONFIGS.glob("*.yaml")) + sorted((CONFIGS / "cityscapes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: p.relative_to(CONFIGS).as_posix())
+def test_every_config_loads_and_its_name_says_model_size_and_loss(path: Path) -> None:
+    cfg = config_mod.load(path)
+    assert cfg.model.name in path.stem
+    assert config_mod.format_size(cfg.input_size) in path.stem
+    assert path.stem.endswith(f"_{cfg.train.loss}")
+    assert cfg.name.endswith(path.stem.removeprefix("demo_"))
+
+
+def test_every_registered_model_has_a_cpu_config() -> None:
+    from cityseg.models.registry import get_spec, list_models
+
+    for name in list_models():
+        path = CONFIGS / f"{name}_256x128_ce.yaml"
+        assert path.is_file(), f"no cpu config for {name}"
+        cfg = config_mod.load(path)
+        assert cfg.model.encoder_weights is None  # no ImageNet download on the CPU profile
+        divisor = get_spec(name).divisor
+        assert cfg.input_size[0] % divisor == 0 and cfg.input_size[1] % divisor == 0
+
+
+def test_overrides_are_parsed_as_yaml() -> None:
+    cfg = config_mod.load(
+        CONFIGS / "unet_mini_256x128_ce.yaml",
+        ["train.epochs=3", "data.augment=[hflip]", "model.encoder_weights=null", "data.size=128x64"],
+    )
+    assert cfg.train.epochs == 3
+    assert cfg.data.augment == ("hflip",)
+    assert cfg.model.encoder_weights is None
+    assert cfg.input_size == (128, 64)
+
+
+def test_unknown_keys_are_errors_naming_the_field(tmp_path: Path) -> None:
+    with pytest.raises(KeyError, match=r"train\.'epochz'"):
+        config_mod.load(CONFIGS / "unet_mini_256x128_ce.yaml", ["train.epochz=3"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  sise: 256x128\n")
+    with pytest.raises(KeyError, match=r"data\.'sise'"):
+        config_mod.load(bad)
+    with pytest.raises(ValueError, match="WIDTHxHEIGHT"):
+        config_mod.load(None, ["data.size=256by128"])
+    with pytest.raises(ValueError, match="key=value"):
+        config_mod.load(None, ["train.epochs"])
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        config_mod.load(tmp_path / "nope.yaml")
+
+
+def test_resolved_config_round_trips(tmp_path: Path) -> None:
+    cfg = config_mod.load(CONFIGS / "deeplabv3plus_256x128_ce.yaml", ["train.seed=7"])
+    cfg.save(tmp_path / "config.yaml")
+    assert config_mod.load(tmp_path / "config.yaml") == cfg
