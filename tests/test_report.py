@@ -61,13 +61,14 @@ def write_run(
     test: float = 0.45,
     seed: int = 0,
     augment: tuple[str, ...] = (),
+    data: dict | None = None,
 ) -> Path:
     """A finished run folder written by hand (what train.py would leave)."""
     run = runs_dir / suite / name
     run.mkdir(parents=True)
     config = {
         "name": f"{suite}-{name}",
-        "data": {"root": "data/none", "size": "64x32", "augment": list(augment)},
+        "data": {"root": "data/none", "size": "64x32", "augment": list(augment), **(data or {})},
         "model": {"name": model},
         "train": {"loss": loss, "learning_rate": 0.002, "seed": seed},
     }
@@ -262,3 +263,24 @@ def test_minimal_html_converter_handles_tables_and_images() -> None:
     assert "<h1>T</h1>" in html
     assert "<td>1</td><td>2</td>" in html
     assert '<img alt="c" src="figures/x.png">' in html
+
+
+def test_data_section_comes_from_the_manifest(synth_root: Path, tmp_path: Path) -> None:
+    from cityseg.data.split import make_split
+
+    manifest = make_split(synth_root, val_cities=1, seed=0)
+    path = manifest.save(tmp_path / "split.json")
+    runs_dir = tmp_path / "runs"
+    write_run(runs_dir, "models", "a", data={"root": str(synth_root), "manifest": str(path)})
+    text = report.write_report(
+        tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path
+    ).read_text()
+    for split in ("train", "val", "test"):
+        row = _row(text, split)
+        assert row[1] == str(len(manifest.cities(split)))
+        assert row[2] == str(len(manifest.samples(split)))
+    assert "verified, no city is in two splits" in text
+    assert "**validation** is 1 city drawn from the official `train` cities with seed 0" in text
+    shares = [float(_row(text, c)[1]) for c in CATS]
+    assert sum(shares) == pytest.approx(100, abs=0.05)
+    assert (tmp_path / "figures" / "class_frequencies.png").is_file()

@@ -114,8 +114,14 @@ def collect_runs(runs_dir: Path) -> tuple[dict[str, list[RunInfo]], dict[str, di
         if record:
             records[suite_dir.name] = record
         entries = record.get("runs") or {}
+        # The suite's own order (grid order) first, then any other folder by name.
+        order = {name: i for i, name in enumerate(entries)}
+        folders = sorted(
+            (p for p in suite_dir.iterdir() if p.is_dir()),
+            key=lambda p: (order.get(p.name, len(order)), p.name),
+        )
         found = []
-        for run_dir in sorted(p for p in suite_dir.iterdir() if p.is_dir()):
+        for run_dir in folders:
             metrics = read_json(run_dir / "metrics.json")
             if metrics is None or run_dir.name.startswith("."):
                 continue
@@ -299,6 +305,25 @@ def load_split(config: dict[str, Any]) -> tuple[Any, Path | None, str]:
         return None, path, f"split manifest {path} unreadable: {err}"
 
 
+def _split_rule(manifest: Any, cities: dict[str, list[str]]) -> str:
+    """How the three sets were made, from the manifest's own record of it."""
+    method = dict(getattr(manifest, "method", {}) or {})
+    if "val_cities" in method:
+        how = f"{method['val_cities']} {'city' if method['val_cities'] == 1 else 'cities'}"
+    elif "val_fraction" in method:
+        how = (
+            f"cities adding up to at least {100 * float(method['val_fraction']):.0f}% of the frames"
+        )
+    else:
+        how = "cities"
+    return (
+        "Split rule: the official test labels are not public, so **test** is the official "
+        f"`val` split ({len(cities['test'])} cities), and **validation** is {how} drawn from the "
+        f"official `train` cities with seed {getattr(manifest, 'seed', '?')}; the remaining "
+        f"{len(cities['train'])} cities are **train**."
+    )
+
+
 def pixel_frequencies(samples: Sequence[Any], limit: int = 400) -> tuple[dict[str, float], int]:
     """Share of pixels per category over (up to `limit`, evenly spaced) label images."""
     from PIL import Image
@@ -404,8 +429,9 @@ def _section_data(note: Note, retained: RunInfo | None) -> dict[str, float]:
             else f"**violated** for {sorted(overlap)}."
         ),
         table(("split", "cities", "frames", "frames per city"), rows),
-        "Validation frames choose the model, the learning rate and the augmentation; the test "
-        "cities are held out and only reported, never used to choose.",
+        _split_rule(manifest, cities),
+        "Validation frames choose the model, the loss, the learning rate and the augmentation; "
+        "the test cities are held out and only reported, never used to choose.",
     )
     freqs, counted = pixel_frequencies(splits["train"])
     if freqs:
@@ -719,8 +745,8 @@ def _why_no_help(runs: list[RunInfo], synthetic: bool) -> str:
         )
         if gap < 0.05:
             parts.append(
-                "The model barely overfits, so there is little variance for augmentation to "
-                "remove; it mainly makes the training task harder within a fixed epoch budget."
+                "The model barely overfits, so augmentation, whose job is to fight "
+                "overfitting, has little to correct here."
             )
         else:
             parts.append(
@@ -768,9 +794,26 @@ def _section_retained(note: Note, retained: RunInfo | None) -> None:
             [(c, fmt(val_pc.get(c)), fmt(test_pc.get(c))) for c in cats],
         )
     )
-    if test_pc:
-        worst = min((c for c in cats if not math.isnan(test_pc.get(c, math.nan))), key=test_pc.get)  # type: ignore[arg-type]
-        note.add(f"Weakest category on test: `{worst}` (IoU {test_pc[worst]:.3f}).")
+    scored = [labels.CATEGORIES[i] for i in labels.EVAL_CATEGORIES]
+    ranked = sorted(
+        (c for c in cats if c in scored and not math.isnan(test_pc.get(c, math.nan))),
+        key=lambda c: test_pc[c],
+    )
+    if ranked:
+        note.add(
+            "Weakest scored categories on test: "
+            + ", ".join(f"`{c}` (IoU {test_pc[c]:.3f})" for c in ranked[:2])
+            + "."
+        )
+    worst_images = (retained.metrics.get("test") or {}).get("worst_images") or []
+    if worst_images:
+        note.add(
+            "Worst test images by per-image mIoU (shown last in the examples figure):",
+            table(
+                ("image", "mIoU"),
+                [(f"`{w.get('stem')}`", fmt(w.get("miou"))) for w in worst_images],
+            ),
+        )
     note.figure(
         figs.grouped_bars(
             {"val": val_pc, "test": test_pc},
@@ -798,12 +841,13 @@ def _section_retained(note: Note, retained: RunInfo | None) -> None:
         ),
         "Learning curves of the retained model (train and validation mIoU)",
     )
-    plots = sorted((retained.run_dir / "plots").glob("*.png"))
-    for plot in plots:
-        if plot.stem in ("learning_curves", "confusion_matrix", "per_category_iou"):
-            continue  # redrawn above from the recorded numbers
+    # Example predictions (first images, then the worst) are drawn by evaluate.py at training
+    # time; the other plots of the run folder are redrawn above from the recorded numbers.
+    for split in ("test", "val"):
         note.copy_figure(
-            plot, f"retained_{plot.name}", f"{plot.stem.replace('_', ' ')} (from {retained.name})"
+            retained.run_dir / "plots" / f"examples_{split}.png",
+            f"retained_examples_{split}.png",
+            f"{split} predictions of the retained model: first images, then the worst by mIoU",
         )
 
 
@@ -880,6 +924,7 @@ def _section_limits(
         if _num(r.metrics.get("best_epoch")) >= _num(r.metrics.get("epochs_run"))
         and not math.isnan(_num(r.metrics.get("epochs_run")))
     ]
+    stopped = [r for r in everything if r.metrics.get("stopped_early") is True]
     sizes = sorted({str(r.cfg("data.size")) for r in everything})
     items = []
     if synthetic:
@@ -890,14 +935,15 @@ def _section_limits(
         )
     if everything:
         items.append(
-            f"Input size {', '.join(sizes)}; {len(capped)} of {len(everything)} runs reached their "
-            "best validation score at their last epoch, "
+            f"Input size {', '.join(sizes)}. {len(capped)} of {len(everything)} runs reached "
+            "their best validation score at their last epoch"
             + (
-                "so the epoch budget, not the model, limits them: train longer before "
-                "concluding on those."
+                " (still improving when the epoch budget ran out: the budget, not the model, "
+                "limits them)"
                 if capped
-                else "so early stopping, not the budget, ended training."
+                else ""
             )
+            + f"; {len(stopped)} were ended by early stopping."
         )
     aug = runs.get("augmentation") or []
     if aug:
