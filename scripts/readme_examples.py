@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from cityseg.data.synth import COLOR_LUT, SPLITS, city_plan, frame_seed, render_frame
+from cityseg.data.synth import COLOR_LUT, city_plan, frame_seed, render_frame
 
 
 def main() -> None:
-    """Render two frames of each of six cities (train, val, test) into one PNG grid."""
+    """Render two frames of each of six cities (4 train, 1 val, 1 test) into one PNG grid."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path, default=Path("docs/figures/synth_examples.png"))
     parser.add_argument("--size", default="512x256", help="frame size WIDTHxHEIGHT")
@@ -24,7 +24,8 @@ def main() -> None:
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.lower().split("x"))
     plan = city_plan(args.cities, args.seed)
-    styles = [style for split in SPLITS for style in plan[split]][:6]
+    # four training cities and the held-out val and test cities (shown with their content labels)
+    styles = plan["train"][:4] + plan["val"][:1] + plan["test"][:1]
     rows = []
     for style in styles:
         for frame in range(2):

@@ -239,7 +239,7 @@ def _render(
         draw.polygon(pts, fill=1)
     image = np.asarray(rgb).astype(np.float32)
     image = _shade(image, label_ids, depth, np.asarray(shadow_img), cond, cam.horizon, rng)
-    out = np.clip(image, 0, 255).astype(np.uint8)
+    out: np.ndarray = np.clip(image, 0, 255).astype(np.uint8)
     if cond.blur > 0:  # defocus / motion softness, scaled with the frame size
         out = cv2.GaussianBlur(out, (0, 0), cond.blur * width / 1024 + 0.3)
     polygons = [{"label": ob.label, "polygon": [list(p) for p in ob.polygon]} for ob in objects]

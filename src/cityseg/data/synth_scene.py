@@ -197,6 +197,11 @@ def _jitter(rng: np.random.Generator, color: Color, amount: float) -> Color:
     return tuple(int(min(255, max(0, c * scale + s))) for c, s in zip(color, shift, strict=True))  # type: ignore[return-value]
 
 
+def _scaled(color: np.ndarray, k: float) -> Color:
+    r, g, b = (int(c) for c in np.minimum(color * k, 255))
+    return r, g, b
+
+
 def _mix(a: Color, b: Color, t: float) -> Color:
     return tuple(int(x * (1 - t) + y * t) for x, y in zip(a, b, strict=True))  # type: ignore[return-value]
 
@@ -267,6 +272,17 @@ class SceneBuilder:
         ego_lane = int(rng.integers(0, lanes))
         self.road_l = -(ego_lane + 0.5) * lane_w + rng.uniform(-0.4, 0.4)
         self.road_r = self.road_l + lanes * lane_w
+        self.lanes_l, self.lanes_r = self.road_l, self.road_r  # the driven lanes
+        self.crossing: float | None = None
+        self.parking: tuple[int, float, float] | None = None  # (side, z0, z1) of a parking strip
+        if rng.uniform() < 0.25 + 0.4 * st.traffic:  # a parking lane beside one curb
+            side = 1 if rng.uniform() < 0.65 else -1
+            z0 = rng.uniform(6, 25)
+            self.parking = (side, z0, z0 + rng.uniform(15, 60))
+            if side > 0:
+                self.road_r += 2.3
+            else:
+                self.road_l -= 2.3
         self.lanes, self.lane_w = lanes, lane_w
         self.side_w = {s: rng.uniform(*st.sidewalk_width) for s in (-1, 1)}
         self.z_far = rng.uniform(160, 260)
@@ -347,12 +363,12 @@ class SceneBuilder:
         paint = _jitter(rng, (225, 225, 215), 0.05)
         dash, gap = rng.uniform(2.5, 4), rng.uniform(4, 9)
         for k in range(1, self.lanes):
-            x = self.road_l + k * self.lane_w
+            x = self.lanes_l + k * self.lane_w
             z = rng.uniform(0, gap)
             while z < min(self.z_far, 120):
                 road.details.append((self.ground_quad(x - 0.07, x + 0.07, z, z + dash), paint))
                 z += dash + gap
-        for x in (self.road_l + 0.35, self.road_r - 0.35):  # solid edge lines
+        for x in (self.lanes_l + 0.25, self.lanes_r - 0.25):  # solid edge lines
             road.details.append(
                 (self.ground_quad(x - 0.06, x + 0.06, 0, min(self.z_far, 150)), paint)
             )
@@ -363,22 +379,18 @@ class SceneBuilder:
             while x < self.road_r - 0.5:
                 road.details.append((self.ground_quad(x, x + 0.5, zc, zc + 3.5), paint))
                 x += 1.0
-        else:
-            self.crossing = None
         self.objects.append(road)
-        if rng.uniform() < 0.2 + 0.3 * st.traffic:  # a parking strip along one curb
-            side = 1 if rng.uniform() < 0.6 else -1
-            x0 = self.edge(side) - side * 2.2
-            z0 = rng.uniform(8, 25)
-            z1 = z0 + rng.uniform(15, 50)
-            self.objects.append(
-                Obj(
-                    "parking",
-                    self.ground_quad(min(x0, self.edge(side)), max(x0, self.edge(side)), z0, z1),
-                    _jitter(rng, st.road_color, 0.15),
-                    0.0,
-                )
+        if self.parking is not None:
+            side, z0, z1 = self.parking
+            x0, x1 = sorted((self.edge(side), self.edge(side) - side * 2.3))
+            strip = Obj(
+                "parking", self.ground_quad(x0, x1, z0, z1), _jitter(rng, st.road_color, 0.15), 0.0
             )
+            z = z0
+            while z < z1:  # painted bays
+                strip.details.append((self.ground_quad(x0, x1, z, z + 0.12), paint))
+                z += 5.5
+            self.objects.append(strip)
         _ = cam
 
     def _sidewalk(self, side: int) -> None:
@@ -447,7 +459,7 @@ class SceneBuilder:
             win_arr = np.array(win, np.float32)
             for outer, pane, k in zip(frames, panes, shades, strict=True):
                 ob.details.append((outer, frame))
-                ob.details.append((pane, tuple(int(c) for c in np.minimum(win_arr * k, 255))))  # type: ignore[misc]
+                ob.details.append((pane, _scaled(win_arr, k)))
         if rng.uniform() < 0.6:  # shop front: a darker band at street level
             ob.details.append(
                 (
@@ -719,7 +731,7 @@ class SceneBuilder:
     def _traffic(self) -> None:
         rng, st = self.rng, self.style
         for k in range(self.lanes):
-            xc = self.road_l + (k + 0.5) * self.lane_w
+            xc = self.lanes_l + (k + 0.5) * self.lane_w
             z = rng.uniform(6, 20)
             while z < 130:
                 if rng.uniform() < 0.3 + 0.6 * st.traffic:
@@ -729,16 +741,19 @@ class SceneBuilder:
                     )
                     x = xc + rng.uniform(-0.5, 0.5)
                     if kind in ("bicycle", "motorcycle"):
-                        x = (self.road_r - 0.8) if k == self.lanes - 1 else x
+                        x = (self.lanes_r - 0.8) if k == self.lanes - 1 else x
                         self.add_street(z, self._two_wheeler(x, z, str(kind)))
                     else:
                         self.add_street(z, self._vehicle(x, z, str(kind)))
                 z += rng.uniform(7, 30) / (0.4 + st.traffic)
-        # parked cars along the right curb
-        z = rng.uniform(5, 20)
-        while z < 90 and rng.uniform() < 0.5 + 0.4 * st.traffic:
-            self.add_street(z, self._vehicle(self.road_r - 1.1, z, "car"))
-            z += rng.uniform(5, 25)
+        if self.parking is not None:  # parked cars in the parking lane
+            side, z0, z1 = self.parking
+            x = self.edge(side) - side * 1.15
+            z = z0 + rng.uniform(0.3, 3)
+            while z < z1 - 4:
+                if rng.uniform() < 0.5 + 0.45 * st.traffic:
+                    self.add_street(z, self._vehicle(x + rng.uniform(-0.15, 0.15), z, "car"))
+                z += rng.uniform(5.5, 8)
 
     def _vehicle(self, x: float, z: float, kind: str) -> list[Obj]:
         rng = self.rng
