@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -28,7 +29,13 @@ def serve(
     from cityseg.service.app import NoModelError, create_app
     from cityseg.service.settings import Settings
 
-    given = {"run": run, "host": host, "port": port, "runtime": runtime, "runs_dir": runs_dir}
+    given: dict[str, Any] = {
+        "run": run,
+        "host": host,
+        "port": port,
+        "runtime": runtime,
+        "runs_dir": runs_dir,
+    }
     # Called from Python (e.g. `cityseg demo`), unset options arrive as typer's OptionInfo.
     settings = Settings(
         **{k: v for k, v in given.items() if v is not None and not isinstance(v, OptionInfo)}

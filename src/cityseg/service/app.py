@@ -33,6 +33,21 @@ log = logging.getLogger(__name__)
 STATIC_DIR = Path(__file__).parent / "static"
 
 
+DESCRIPTION = """
+Segment a street-scene image into the 8 Cityscapes categories (void, flat, construction,
+object, nature, sky, human, vehicle). The mask always comes back at the image's own size,
+in its displayed orientation (EXIF rotation applied).
+
+* **Formats**: PNG, JPEG, WebP, BMP (greyscale, palette, alpha and 16-bit are converted to
+  RGB). GIF, TIFF, PDF, HEIC and the rest: 415.
+* **Limits**: 20 MB per file and 40 megapixels per image by default (413); the pixel count
+  is read from the header, before any pixel is decoded.
+* **Errors** are JSON `{"detail": "..."}`: 400 empty / not an image / truncated, 401 API key,
+  413 too large, 415 unsupported, 422 bad parameter, 503 model loading or queue full.
+* **API key**: when `CITYSEG_API_KEY` is set, `/v1/*` needs the header `X-API-Key`.
+"""
+
+
 class NoModelError(RuntimeError):
     """No model to serve: none given and no finished run found."""
 
@@ -186,6 +201,7 @@ def create_app(
         title="cityseg",
         summary="Semantic segmentation of street scenes into the 8 Cityscapes categories.",
         version="0.1.0",
+        description=DESCRIPTION,
         lifespan=lifespan,
     )
     app.state.service = state
