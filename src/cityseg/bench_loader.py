@@ -60,17 +60,16 @@ def plain_loop(samples: Sequence[Sample], size: tuple[int, int], n_images: int) 
 
 
 def time_sequence(seq: Any, batches: int) -> dict[str, Any]:
-    """Images/s over `batches` batches, excluding the first (pool start-up, first fill)."""
-    images, first_done, start = 0, 0.0, time.perf_counter()
-    count = 0
-    for count, (x, _y) in enumerate(iterate_epoch(seq, batches + 1), start=1):
-        if count == 1:
-            first_done = time.perf_counter()
-        else:
-            images += len(x)
+    """Images/s over `batches` batches (several epochs if needed), excluding the first batch."""
+    images, count, first_done, start = 0, 0, 0.0, time.perf_counter()
+    while count <= batches:
+        for x, _y in iterate_epoch(seq, batches + 1 - count):
+            count += 1
+            if count == 1:
+                first_done = time.perf_counter()  # pool start-up and first fill end here
+            else:
+                images += len(x)
     seconds = time.perf_counter() - first_done
-    if count < 2:
-        raise ValueError(f"need at least 2 batches to time the loader, got {count}")
     return {
         "batches": count - 1,
         "images": images,
@@ -78,6 +77,22 @@ def time_sequence(seq: Any, batches: int) -> dict[str, Any]:
         "startup_s": round(first_done - start, 3),
         "images_per_s": _rate(images, seconds),
     }
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (affinity), not the machine's total."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _modes(workers: Sequence[int]) -> list[tuple[int, str]]:
+    """(workers, mode): one in-process run for 1 worker; threads and processes beyond."""
+    out: list[tuple[int, str]] = []
+    for w in workers:
+        out += [(w, "inline")] if w == 1 else [(w, "threads"), (w, "processes")]
+    return out
 
 
 def bench_loader(
@@ -91,25 +106,27 @@ def bench_loader(
     cache_dir: str | Path | None = None,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Measure every (workers × cache × augmentation) configuration; return a JSON-ready dict."""
+    """Measure every (workers × mode × cache × augmentation) configuration; JSON-ready dict."""
     from cityseg.data.cache import build_cache
     from cityseg.data.generator import CityscapesSequence
 
     if not samples:
         raise ValueError("no samples to benchmark")
-    n_images = min(len(samples), batches * batch_size)
-    cores = os.cpu_count() or 1
+    if min(workers) < 1:
+        raise ValueError(f"workers {list(workers)}: each must be >= 1")
+    cores = usable_cores()
+    load_before = os.getloadavg()
     own_cache = cache_dir is None
     cache_root = Path(tempfile.mkdtemp(prefix="cityseg-bench-")) if own_cache else Path(cache_dir)
     try:
         start = time.perf_counter()
         build_cache(samples, size, cache_root, workers=max(workers), progress=True)
         cache_build_s = time.perf_counter() - start
-        plain = plain_loop(samples, size, n_images)
+        plain = plain_loop(samples, size, min(len(samples), batches * batch_size))
         runs = []
         for cached in (False, True):
             for augmented in (False, True):
-                for w in workers:
+                for w, mode in _modes(workers):
                     seq = CityscapesSequence(
                         samples,
                         size=size,
@@ -119,52 +136,67 @@ def bench_loader(
                         seed=seed,
                         cache_dir=cache_root if cached else None,
                         workers=w,
-                        use_multiprocessing=w > 1,
+                        use_multiprocessing=mode == "processes",
                         progress=False,
                     )
-                    result = time_sequence(seq, min(batches, len(seq) - 1))
-                    result.update(workers=w, cache=cached, augment=augmented)
+                    result = time_sequence(seq, batches)
+                    result.update(workers=w, mode=mode, cache=cached, augment=augmented)
                     result["ratio_to_plain_loop"] = round(
                         result["images_per_s"] / plain["images_per_s"], 3
                     )
                     log.info(
-                        "workers=%d cache=%s augment=%s: %.1f images/s",
-                        w, cached, augmented, result["images_per_s"],
+                        "workers=%d %s cache=%s augment=%s: %.1f images/s",
+                        w, mode, cached, augmented, result["images_per_s"],
                     )  # fmt: skip
                     runs.append(result)
     finally:
         if own_cache:
             shutil.rmtree(cache_root, ignore_errors=True)
-
-    def rate(w: int, cached: bool, augmented: bool) -> float:
-        return next(
-            r["images_per_s"]
-            for r in runs
-            if (r["workers"], r["cache"], r["augment"]) == (w, cached, augmented)
-        )
-
-    first, most = min(workers), max(workers)
-    summary: dict[str, Any] = {}
-    for cached in (False, True):
-        for augmented in (False, True):
-            key = f"{'cache' if cached else 'decode'}_{'aug' if augmented else 'noaug'}"
-            speedup = rate(most, cached, augmented) / rate(first, cached, augmented)
-            summary[f"speedup_{most}w_vs_{first}w_{key}"] = round(speedup, 3)
-            summary[f"speedup_per_core_{most}w_{key}"] = round(speedup / cores, 3)
-    summary["cache_vs_decode_1w_noaug"] = round(
-        rate(first, True, False) / rate(first, False, False), 3
-    )
-    image = samples[0].image
     return {
         "size": list(size),
         "batch_size": batch_size,
         "samples": len(samples),
-        "source_image": str(image),
+        "source_image": str(samples[0].image),
         "cores": cores,
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "augment": list(augment),
         "cache_build_s": round(cache_build_s, 3),
         "plain_loop": plain,
         "runs": runs,
-        "summary": summary,
+        "summary": summarise(runs, workers, cores),
         "timing": "images/s exclude the first batch of each run (pool start-up)",
     }
+
+
+def summarise(runs: list[dict[str, Any]], workers: Sequence[int], cores: int) -> dict[str, Any]:
+    """Speed-ups of the most workers over one (per mode), per core, and cache over decoding."""
+
+    def rate(w: int, mode: str, cached: bool, augmented: bool) -> float:
+        return float(
+            next(
+                r["images_per_s"]
+                for r in runs
+                if (r["workers"], r["mode"], r["cache"], r["augment"])
+                == (w, mode, cached, augmented)
+            )
+        )
+
+    first, most = min(workers), max(workers)
+    base_mode = "inline" if first == 1 else "processes"
+    summary: dict[str, Any] = {}
+    for cached in (False, True):
+        for augmented in (False, True):
+            key = f"{'cache' if cached else 'decode'}_{'aug' if augmented else 'noaug'}"
+            base = rate(first, base_mode, cached, augmented)
+            for mode in ("threads", "processes") if most > 1 else ():
+                speedup = rate(most, mode, cached, augmented) / base
+                summary[f"speedup_{most}w_{mode}_vs_{first}w_{key}"] = round(speedup, 3)
+                summary[f"speedup_per_core_{most}w_{mode}_{key}"] = round(speedup / cores, 3)
+    summary["cache_vs_decode_1w_noaug"] = round(
+        rate(first, base_mode, True, False) / rate(first, base_mode, False, False), 3
+    )
+    summary["cache_vs_decode_1w_aug"] = round(
+        rate(first, base_mode, True, True) / rate(first, base_mode, False, True), 3
+    )
+    return summary

@@ -184,11 +184,11 @@ def bench_loader_cmd(
     except (DataError, ValueError) as err:
         raise _fail(err) from err
     table = Table(title=f"loader at {size}, {result['cores']} cores")
-    for column in ("workers", "cache", "augment", "images/s", "× plain loop"):
+    for column in ("workers", "mode", "cache", "augment", "images/s", "× plain loop"):
         table.add_column(column, justify="right")
     for run in result["runs"]:
         table.add_row(
-            str(run["workers"]), str(run["cache"]), str(run["augment"]),
+            str(run["workers"]), run["mode"], str(run["cache"]), str(run["augment"]),
             f"{run['images_per_s']:.1f}", f"{run['ratio_to_plain_loop']:.2f}",
         )  # fmt: skip
     console.print(table)
