@@ -127,6 +127,11 @@ def test_prediction_folder_names_missing_extra_and_bad_files(
 
 def test_outputs_are_json_and_figures(two_frames: list[Sample], tmp_path: Path) -> None:
     result = ev.evaluate(FakePredictor({1: PRED_A, 2: PRED_B}), two_frames)
+    # Each image drawn once even when it is both among the first and the worst.
+    assert [row["caption"].split()[0] for row in result["_examples"]] == [
+        "alpha_000000_000001",
+        "alpha_000000_000002",
+    ]
     written = ev.write_outputs(result, tmp_path / "run", "val")
     saved = json.loads((tmp_path / "run" / "eval_val.json").read_text())
     assert saved["per_category_iou"]["object"] is None  # NaN is written as null

@@ -142,7 +142,7 @@ class _Accumulator:
         self.per_image: list[tuple[str, float]] = []
         self.first = first
         self.worst = worst
-        self.examples_first: list[dict[str, Any]] = []
+        self.examples_first: list[tuple[int, dict[str, Any]]] = []
         self._heap: list[
             tuple[float, int, dict[str, Any]]
         ] = []  # (-miou, i, row): a max-heap of the worst
@@ -158,16 +158,17 @@ class _Accumulator:
         if image is None or (index >= self.first and self.worst == 0):
             return
         rank = -score if not math.isnan(score) else -2.0
+        worse = len(self._heap) < self.worst or (self.worst > 0 and rank > self._heap[0][0])
+        if index >= self.first and not worse:
+            return
+        row = _example_row(sample.stem, score, image, gt_ids, pred_ids)
         if index < self.first:
-            self.examples_first.append(_example_row(sample.stem, score, image, gt_ids, pred_ids))
-        elif len(self._heap) < self.worst:
-            heapq.heappush(
-                self._heap, (rank, index, _example_row(sample.stem, score, image, gt_ids, pred_ids))
-            )
-        elif rank > self._heap[0][0]:
-            heapq.heapreplace(
-                self._heap, (rank, index, _example_row(sample.stem, score, image, gt_ids, pred_ids))
-            )
+            self.examples_first.append((index, row))
+        if worse:
+            if len(self._heap) < self.worst:
+                heapq.heappush(self._heap, (rank, index, row))
+            else:
+                heapq.heapreplace(self._heap, (rank, index, row))
 
     def result(self) -> dict[str, Any]:
         if not self.per_image:
@@ -179,8 +180,11 @@ class _Accumulator:
         return result
 
     def examples(self) -> list[dict[str, Any]]:
-        worst = [row for _, _, row in sorted(self._heap, key=lambda item: item[0], reverse=True)]
-        return self.examples_first + worst
+        """The first images (unless also among the worst), then the worst, worst first."""
+        worst = sorted(self._heap, key=lambda item: (item[0], -item[1]), reverse=True)
+        chosen = {index for _, index, _ in worst}
+        first = [row for index, row in self.examples_first if index not in chosen]
+        return first + [row for _, _, row in worst]
 
 
 def _example_row(

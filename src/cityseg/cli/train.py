@@ -1,0 +1,272 @@
+"""`cityseg train | evaluate | predict`: fit a model, score it, write its predictions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import typer
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("labelIds", "categories", "color", "overlay")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+SPLITS = ("train", "val", "test")
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def train(
+    config: Path | None = typer.Option(
+        None, "--config", "-c", help="YAML config (configs/NAME.yaml)."
+    ),
+    overrides: list[str] = typer.Option(
+        [], "--set", help="Override a field: section.key=value (repeatable)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Run folder (default runs/<config name>)."),
+    resume: Path | None = typer.Option(
+        None,
+        "--resume",
+        help="Continue this run folder from its last completed epoch, with its saved config.",
+    ),
+    strategy: str | None = typer.Option(
+        None,
+        "--strategy",
+        help="auto | default | mirrored | multiworker (overrides train.strategy).",
+    ),
+) -> None:
+    """Train a model; the run folder gets config, history, checkpoint, model, metrics and plots."""
+    from cityseg import config as config_mod
+
+    sets = list(overrides) + ([f"train.strategy={strategy}"] if strategy else [])
+    try:
+        if resume is not None:
+            saved = resume / "config.yaml"
+            if not saved.is_file():
+                _fail(f"{resume}: no config.yaml, not a run folder")
+            if config is not None:
+                log.warning("--resume uses the run's saved config; ignoring --config %s", config)
+            if sets:
+                log.warning("--resume with overrides %s: the saved config changes", sets)
+            cfg = config_mod.load(saved, sets)
+            run_dir = resume
+        else:
+            if config is None:
+                _fail("give --config configs/NAME.yaml (or --resume runs/NAME)")
+            cfg = config_mod.load(config, sets)
+            run_dir = out or Path("runs") / cfg.name
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        _fail(str(err).strip('"'))
+    from cityseg.train import TrainingError
+    from cityseg.train import train as run_training
+
+    try:
+        path = run_training(cfg, run_dir, resume=resume is not None)
+    except TrainingError as err:
+        _fail(str(err))
+    metrics = json.loads((path / "metrics.json").read_text())
+    typer.echo(
+        f"{path}: val mIoU {metrics.get('val', {}).get('miou', float('nan')):.4f}, "
+        f"test mIoU {metrics.get('test', {}).get('miou', float('nan')):.4f}, "
+        f"best epoch {metrics.get('best_epoch')}"
+    )
+
+
+def _samples(data: Path | None, manifest: Path | None, split: str, run: Path | None) -> list[Any]:
+    """Labelled samples of `split` from the manifest of `data` (or of the run's config)."""
+    from cityseg.data import split as split_mod
+
+    if split not in SPLITS:
+        _fail(f"--split {split!r} is not one of {', '.join(SPLITS)}")
+    if manifest is None and data is None and run is not None:
+        cfg_file = (run if run.is_dir() else run.parent) / "config.yaml"
+        if cfg_file.is_file():
+            from cityseg import config as config_mod
+
+            cfg = config_mod.load(cfg_file)
+            data = Path(cfg.data.root)
+            manifest = Path(cfg.data.manifest) if cfg.data.manifest else None
+    if manifest is None:
+        if data is None:
+            _fail("give --data ROOT (or --manifest FILE)")
+        manifest = split_mod.default_manifest_path(data)
+        if not manifest.is_file():
+            _fail(f"no split manifest {manifest}; write one with `cityseg split --data {data}`")
+    loaded = split_mod.load_manifest(manifest)
+    samples = [s for s in getattr(loaded, split) if s.label is not None]
+    if not samples:
+        _fail(f"{manifest}: no labelled samples in the {split} set")
+    return samples
+
+
+def evaluate(
+    run: Path | None = typer.Option(
+        None, "--run", help="Run folder or exported .onnx/.tflite to score."
+    ),
+    predictions: Path | None = typer.Option(
+        None,
+        "--predictions",
+        help="Folder of labelIds PNGs (<city>_<seq>_<frame>_leftImg8bit.png) to score instead.",
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset root (its split.json names the sets); default: the run's."
+    ),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="Split manifest (default <data>/split.json)."
+    ),
+    split: str = typer.Option(
+        "val", "--split", help="Set to score: val (model selection) or test (report once)."
+    ),
+    runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Where eval_<split>.json and figures go (default: the run folder)."
+    ),
+    allow_extra: bool = typer.Option(
+        False, "--allow-extra", help="With --predictions: ignore PNGs that match no sample."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Score a model (or a folder of predictions) on a whole split at the original resolution."""
+    from cityseg import evaluate as ev
+
+    if (run is None) == (predictions is None):
+        _fail("give exactly one of --run or --predictions")
+    samples = _samples(data, manifest, split, run)
+    try:
+        if run is not None:
+            from cityseg.runtime import Predictor
+
+            result = ev.evaluate(Predictor.load(run, runtime), samples, progress=not as_json)
+            out = out or (run if run.is_dir() else run.parent)
+        else:
+            result = ev.evaluate_predictions(
+                predictions, samples, allow_extra=allow_extra, progress=not as_json
+            )
+    except (ev.EvaluationError, ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    if out is not None:
+        for path in ev.write_outputs(result, out, split):
+            log.info("wrote %s", path)
+    clean = ev.jsonable(result)
+    if as_json:
+        typer.echo(json.dumps(clean))
+        return
+    _print_table(clean, split)
+
+
+def _print_table(result: dict[str, Any], split: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{split}: {result['num_images']} images at the original resolution")
+    table.add_column("category")
+    table.add_column("IoU", justify="right")
+    table.add_column("Dice", justify="right")
+    for name, iou in result["per_category_iou"].items():
+        dice = result.get("per_category_dice", {}).get(name)
+        table.add_row(
+            name, "n/a" if iou is None else f"{iou:.3f}", "n/a" if dice is None else f"{dice:.3f}"
+        )
+    table.add_row("mIoU (8)", f"{result['miou']:.3f}", f"{result['dice']:.3f}")
+    table.add_row("official category IoU (7)", f"{result['category_iou']:.3f}", "")
+    table.add_row("pixel accuracy", f"{result['pixel_accuracy']:.3f}", "")
+    Console().print(table)
+
+
+def _inputs(path: Path) -> list[tuple[Path, Path]]:
+    """(file, path relative to the input root) of every image under `path`, sorted."""
+    if path.is_file():
+        return [(path, Path(path.name))]
+    if not path.is_dir():
+        _fail(f"--input {path} not found")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        _fail(f"--input {path}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return [(p, p.relative_to(path)) for p in files]
+
+
+def output_name(relative: Path) -> Path:
+    """`.../<city>_<seq>_<frame>_leftImg8bit.png` keeps its name; others become `<stem>.png`."""
+    return relative.with_suffix(".png")
+
+
+def render(image: Any, categories: Any, fmt: str) -> Any:
+    """The array written for one prediction in format `fmt` (uint8, at the image's size)."""
+    import numpy as np
+
+    from cityseg.data import labels
+
+    if fmt == "labelIds":
+        return labels.categories_to_label_ids(categories)
+    if fmt == "categories":
+        return np.asarray(categories, dtype=np.uint8)
+    color = labels.colorize(categories)
+    if fmt == "color":
+        return color
+    if fmt == "overlay":
+        return (0.5 * image + 0.5 * color).astype(np.uint8)
+    raise ValueError(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+
+
+def predict(
+    run: Path = typer.Option(..., "--run", help="Run folder or exported .onnx/.tflite model."),
+    input_path: Path = typer.Option(
+        ..., "--input", help="An image file or a folder of images (searched recursively)."
+    ),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder (the input's sub-folders are kept)."
+    ),
+    fmt: str = typer.Option(
+        "labelIds", "--format", help="labelIds (official evaluator) | categories | color | overlay."
+    ),
+    runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
+    batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
+) -> None:
+    """Write predictions at each image's original size; a bad image is named and skipped."""
+    from PIL import Image
+
+    from cityseg.data.cityscapes import read_image
+    from cityseg.runtime import Predictor
+
+    if fmt not in FORMATS:
+        _fail(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    items = _inputs(input_path)
+    try:
+        predictor = Predictor.load(run, runtime)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    failed: list[str] = []
+    written = 0
+    for start in range(0, len(items), batch_size):
+        batch = []
+        for path, relative in items[start : start + batch_size]:
+            try:
+                batch.append((read_image(path), relative))
+            except Exception as err:  # any decode error: name the file, keep going
+                failed.append(f"{path}: {err}")
+        if not batch:
+            continue
+        predictions = predictor.predict_many([image for image, _ in batch], batch_size=batch_size)
+        for (image, relative), categories in zip(batch, predictions, strict=True):
+            target = out / output_name(relative)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(render(image, categories, fmt)).save(target)
+            written += 1
+    typer.echo(f"wrote {written} {fmt} prediction(s) to {out}")
+    if failed:
+        for message in failed:
+            typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+        typer.secho(f"{len(failed)} input(s) could not be read", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Typer) -> None:
+    """Add `cityseg train`, `cityseg evaluate` and `cityseg predict`."""
+    app.command()(train)
+    app.command()(evaluate)
+    app.command()(predict)

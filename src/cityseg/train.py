@@ -1,0 +1,393 @@
+"""`train(config, out_dir)`: Keras `fit` with checkpoints, resume, tracking and a full report.
+
+One run folder holds everything (see docs/architecture.md): `config.yaml`, `history.csv`,
+`checkpoint/` (last completed epoch, for `--resume`), `model.keras` (best on val mIoU),
+`metrics.json` (val and test scores at the original resolution, timing, size) and `plots/`.
+
+The model is trained on `train` and selected on `val` (cities carved out of the official
+train split); `test` (the official val split) is only scored once, at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cityseg.config import Config, format_size
+from cityseg.data import labels
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_DIR = "checkpoint"
+
+
+class TrainingError(RuntimeError):
+    """A run cannot start or continue (a finished run, a missing checkpoint, a bad config)."""
+
+
+# --------------------------------------------------------------------------- setup helpers
+
+
+def load_manifest_for(config: Config) -> Any:
+    """The split manifest of `config.data` (made and saved with `make_split` if missing)."""
+    from cityseg.data import split as split_mod
+
+    path = Path(config.data.manifest) if config.data.manifest else None
+    if path is None:
+        path = split_mod.default_manifest_path(config.data.root)
+    if path.is_file():
+        return split_mod.load_manifest(path)
+    if config.data.manifest:
+        raise TrainingError(f"data.manifest {path} not found")
+    log.info("no split manifest at %s: making one by city with seed %d", path, config.train.seed)
+    manifest = split_mod.make_split(config.data.root, seed=config.train.seed)
+    manifest.save(path)
+    return manifest
+
+
+def make_strategy(name: str) -> Any:
+    """A `tf.distribute` strategy: auto | default | mirrored | multiworker."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        if os.environ.get("TF_CONFIG"):
+            name = "multiworker"
+        elif len(gpus) > 1:
+            name = "mirrored"
+        else:
+            name = "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        # Without GPUs, mirror over the logical CPU devices (how it is tested on one machine).
+        devices = gpus or tf.config.list_logical_devices("CPU")
+        return tf.distribute.MirroredStrategy([d.name for d in devices])
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            log.warning("strategy multiworker without TF_CONFIG: this process is the only worker")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise TrainingError(f"train.strategy {name!r} is not auto, default, mirrored or multiworker")
+
+
+def set_mixed_precision(enabled: bool) -> bool:
+    """Use float16 compute on a GPU; on CPU refuse with a warning. Returns whether it is on."""
+    if not enabled:
+        return False
+    import keras
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        log.warning("train.mixed_precision needs a GPU; training in float32 on this CPU")
+        return False
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    return True
+
+
+def class_weights(
+    samples: Sequence[Any], size: tuple[int, int], max_samples: int = 200
+) -> np.ndarray:
+    """ENet class weights `1 / ln(1.02 + p)` from train pixel frequencies (at the train size).
+
+    At most `max_samples` labels are read (evenly spaced), enough for stable frequencies.
+    """
+    from cityseg.data.cityscapes import read_label
+    from cityseg.data.resize import resize_mask
+
+    step = max(1, math.ceil(len(samples) / max_samples))
+    counts = np.zeros(labels.NUM_CLASSES, dtype=np.int64)
+    for sample in samples[::step]:
+        cats = labels.to_categories(
+            resize_mask(read_label(sample.label), size), source=str(sample.label)
+        )
+        counts += np.bincount(cats.ravel(), minlength=labels.NUM_CLASSES)[: labels.NUM_CLASSES]
+    freq = counts / max(1, counts.sum())
+    weights = 1.0 / np.log(1.02 + freq)
+    # Normalised to mean 1 so the loss scale (and the learning rate that suits it) is unchanged.
+    return (weights / weights.mean()).astype(np.float32)
+
+
+def _build_optimizer(config: Config) -> Any:
+    import keras
+
+    t = config.train
+    if t.optimizer == "adamw":
+        return keras.optimizers.AdamW(learning_rate=t.learning_rate, weight_decay=t.weight_decay)
+    if t.optimizer == "adam":
+        return keras.optimizers.Adam(learning_rate=t.learning_rate)
+    if t.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=t.learning_rate, momentum=0.9, nesterov=True)
+    raise TrainingError(f"train.optimizer {t.optimizer!r} is not adam, adamw or sgd")
+
+
+def _compile(model: Any, config: Config, loss: Any) -> None:
+    from cityseg.metrics import MeanIoU
+
+    model.compile(
+        optimizer=_build_optimizer(config),
+        loss=loss,
+        metrics=[MeanIoU(num_classes=labels.NUM_CLASSES, name="miou")],
+    )
+
+
+def _create(config: Config) -> Any:
+    from cityseg.models.registry import create_model
+
+    return create_model(
+        config.model.name,
+        input_size=config.input_size,
+        num_classes=labels.NUM_CLASSES,
+        encoder_weights=config.model.encoder_weights,
+        **dict(config.model.kwargs),
+    )
+
+
+def _set_frozen(model: Any, frozen: bool) -> None:
+    from cityseg.models.registry import set_encoder_trainable
+
+    set_encoder_trainable(model, not frozen)
+
+
+def inference_ms(predictor: Any, repeats: int = 20, warmup: int = 3) -> float:
+    """Median milliseconds of one batch-1 forward pass at the model's input size, after warm-up."""
+    width, height = predictor.input_size
+    batch = np.random.default_rng(0).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
+    for _ in range(warmup):
+        predictor.predict_logits(batch)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        predictor.predict_logits(batch)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _prepare_run_dir(config: Config, run_dir: Path, resume: bool) -> Any:
+    from cityseg.callbacks import RunState, trim_history
+
+    ckpt = run_dir / CHECKPOINT_DIR
+    if resume:
+        if (run_dir / "metrics.json").is_file():
+            raise TrainingError(f"{run_dir}: the run is already finished (metrics.json exists)")
+        if (ckpt / "state.json").is_file():
+            state = RunState.load(ckpt)
+            trim_history(run_dir / "history.csv", state.epoch)
+            for stale in ckpt.glob("*.npz"):  # a kill between two renames can leave one behind
+                if stale.name not in (state.weights_file, "best.npz"):
+                    stale.unlink()
+            log.info(
+                "resuming %s after epoch %d (best val_miou %.4f)",
+                run_dir,
+                state.epoch + 1,
+                state.best_val_miou,
+            )
+            return state
+        log.warning("%s: no checkpoint to resume from; starting from scratch", run_dir)
+    elif (ckpt / "state.json").is_file() or (run_dir / "metrics.json").is_file():
+        raise TrainingError(
+            f"{run_dir} already holds a run; resume it with --resume {run_dir} or pick another --out"
+        )
+    ckpt.mkdir(parents=True, exist_ok=True)
+    (run_dir / "history.csv").unlink(missing_ok=True)
+    return RunState(seed=config.train.seed)
+
+
+def train(
+    config: Config,
+    out_dir: str | Path,
+    resume: bool = False,
+    callbacks: Sequence[Any] | None = None,
+) -> Path:
+    """Train `config` into the run folder `out_dir` (continuing its checkpoint if `resume`).
+
+    Extra Keras `callbacks` (e.g. an Optuna pruner) are added to `fit`. Returns the run folder.
+    """
+    import keras
+
+    from cityseg.callbacks import BEST_FILE, TrainingMonitor, load_arrays
+    from cityseg.data.generator import CityscapesSequence
+    from cityseg.losses import get_loss
+    from cityseg.tracking import Tracker
+
+    run_dir = Path(out_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = _prepare_run_dir(config, run_dir, resume)
+    config.save(run_dir / "config.yaml")
+    keras.utils.set_random_seed(config.train.seed + state.epoch + 1)
+    t = config.train
+    start_epoch = state.epoch + 1
+    if state.stopped_early or start_epoch >= t.epochs:
+        log.info("%s: training already complete; writing the final report", run_dir)
+
+    manifest = load_manifest_for(config)
+    if not manifest.train or not manifest.val:
+        raise TrainingError(f"{config.data.root}: the split needs train and val samples")
+    size = config.input_size
+    cache = config.data.cache_dir if config.data.cache else None
+    common = {
+        "size": size,
+        "batch_size": config.data.batch_size,
+        "cache_dir": cache,
+        "workers": config.data.workers,
+        "use_multiprocessing": config.data.use_multiprocessing,
+    }
+    train_seq = CityscapesSequence(
+        manifest.train, augment=config.data.augment, shuffle=True, seed=t.seed, **common
+    )
+    train_seq.set_epoch(start_epoch)
+    val_seq = CityscapesSequence(manifest.val, **common)
+
+    weights = class_weights(manifest.train, size) if t.loss == "weighted_ce" else None
+    if weights is not None:
+        log.info(
+            "class weights: %s",
+            dict(zip(labels.CATEGORIES, np.round(weights, 3).tolist(), strict=True)),
+        )
+    set_mixed_precision(t.mixed_precision)
+    strategy = make_strategy(t.strategy)
+    log.info(
+        "strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync
+    )
+
+    freeze = config.model.freeze_epochs
+    with strategy.scope():
+        model = _create(config)
+        loss = get_loss(
+            t.loss,
+            num_classes=labels.NUM_CLASSES,
+            class_weights=weights,
+            ignore_index=labels.IGNORE_INDEX,
+        )
+        if start_epoch < freeze:
+            _set_frozen(model, True)
+        _compile(model, config, loss)
+        if state.weights_file:
+            # The optimizer state only fits if the frozen/unfrozen phase is the same as when it was saved.
+            same_phase = (state.epoch < freeze) == (start_epoch < freeze)
+            load_arrays(run_dir / CHECKPOINT_DIR / state.weights_file, model, optimizer=same_phase)
+
+    tracker = Tracker(
+        config.tracking.mlflow, config.tracking.tracking_uri, config.tracking.experiment
+    )
+    state.mlflow_run_id = tracker.start(config.name, config.to_dict(), run_id=state.mlflow_run_id)
+    monitor = TrainingMonitor(
+        run_dir,
+        state,
+        schedule=t.schedule,
+        peak_lr=t.learning_rate,
+        warmup_epochs=t.warmup_epochs,
+        epochs=t.epochs,
+        patience=t.early_stopping,
+        on_epoch=lambda epoch, logs: tracker.log_metrics(logs, step=epoch + 1),
+    )
+    fit_args = {
+        "validation_data": val_seq,
+        "callbacks": [monitor, *(callbacks or [])],
+        "verbose": 1 if sys.stdout.isatty() else 2,
+        "steps_per_epoch": t.steps_per_epoch or None,
+    }
+    started = time.perf_counter()
+    status = "FAILED"
+    try:
+        # Phase 1 (frozen encoder) then phase 2 (everything trainable, recompiled).
+        if start_epoch < freeze and not state.stopped_early:
+            model.fit(
+                train_seq, initial_epoch=start_epoch, epochs=min(freeze, t.epochs), **fit_args
+            )
+            start_epoch = state.epoch + 1
+            if start_epoch == freeze and not state.stopped_early:
+                with strategy.scope():
+                    _set_frozen(model, False)
+                    _compile(model, config, loss)
+        if start_epoch < t.epochs and not state.stopped_early:
+            model.fit(train_seq, initial_epoch=start_epoch, epochs=t.epochs, **fit_args)
+        log.info("training took %.1f s", time.perf_counter() - started)
+        best = run_dir / CHECKPOINT_DIR / BEST_FILE
+        if not best.is_file():
+            raise TrainingError(f"{run_dir}: no epoch completed, no best model to report")
+        _save_best_model(config, best, run_dir / "model.keras")
+        metrics = finish_run(config, run_dir, manifest, state, tracker)
+        status = "FINISHED"
+        log.info(
+            "val mIoU %.4f, test mIoU %.4f -> %s",
+            metrics["val"]["miou"],
+            metrics["test"]["miou"],
+            run_dir,
+        )
+    finally:
+        tracker.end(status)
+    return run_dir
+
+
+def _save_best_model(config: Config, best: Path, out: Path) -> None:
+    """Write the best weights as a clean `model.keras` (no optimizer state, default strategy)."""
+    from cityseg.callbacks import load_arrays
+
+    model = _create(config)
+    load_arrays(best, model, optimizer=False)
+    tmp = out.with_name(".model.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, out)
+
+
+def finish_run(
+    config: Config, run_dir: Path, manifest: Any, state: Any, tracker: Any
+) -> dict[str, Any]:
+    """Score the saved model on val and test, time it, and write `metrics.json` and the plots."""
+    from cityseg import plots
+    from cityseg.callbacks import read_history
+    from cityseg.evaluate import evaluate, jsonable, write_outputs
+    from cityseg.runtime import Predictor
+
+    predictor = Predictor.load(run_dir / "model.keras")
+    model = predictor.backend.model
+    history = read_history(run_dir / "history.csv")
+    plots.learning_curves(history, run_dir / "plots" / "learning_curves.png")
+    metrics: dict[str, Any] = {
+        "name": config.name,
+        "model": config.model.name,
+        "loss": config.train.loss,
+        "input_size": format_size(config.input_size),
+        "params": int(model.count_params()),
+        "model_size_mb": (run_dir / "model.keras").stat().st_size / 1e6,
+        "train_time_s": float(sum(state.epoch_times)),
+        "time_per_epoch_s": float(np.mean(state.epoch_times)) if state.epoch_times else math.nan,
+        "epochs_run": len(history),
+        "best_epoch": state.best_epoch + 1,
+        "best_val_miou_during_training": state.best_val_miou,
+        "stopped_early": state.stopped_early,
+        "inference_ms": inference_ms(predictor),
+    }
+    for split, samples in (("val", manifest.val), ("test", manifest.test)):
+        scored = [s for s in samples if s.label is not None]
+        if not scored:
+            log.warning("no labelled %s samples: %s scores skipped", split, split)
+            continue
+        result = evaluate(predictor, scored, batch_size=config.data.batch_size)
+        write_outputs(result, run_dir, split)
+        metrics[split] = jsonable(result)
+    (run_dir / "metrics.json").write_text(json.dumps(jsonable(metrics), indent=2))
+    tracker.log_metrics(
+        {
+            k: v
+            for k, v in metrics.items()
+            if k in ("val", "test", "inference_ms", "params", "model_size_mb", "train_time_s")
+        }
+    )
+    for name in ("config.yaml", "metrics.json", "history.csv"):
+        tracker.log_artifact(run_dir / name)
+    for png in sorted((run_dir / "plots").glob("*.png")):
+        tracker.log_artifact(png, "plots")
+    return metrics
