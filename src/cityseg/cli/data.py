@@ -145,9 +145,8 @@ def write_grid(rows: list, out: Path, title: str) -> None:  # type: ignore[type-
         for ax in (left, right):
             ax.set_xticks([])
             ax.set_yticks([])
-    axes[0, 0].set_title("image")
-    axes[0, 1].set_title("image + mask (void padding black)")
-    fig.suptitle(title, fontsize=10)
+    axes[0, 0].set_title(f"image ({title})", fontsize=9)
+    axes[0, 1].set_title("image + mask (void padding black)", fontsize=9)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
