@@ -263,7 +263,8 @@ def load_parity_images(
     return [
         ParityImage(
             read_image(s.image),
-            to_eval_categories(read_label(s.label), source=str(s.label)),
+            # Unlabelled frames still count for pixel agreement, not for the mIoU delta.
+            to_eval_categories(read_label(s.label), source=str(s.label)) if s.label else None,
             name=f"{split}:{Path(s.image).name}",
         )
         for s in samples

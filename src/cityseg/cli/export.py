@@ -1,0 +1,124 @@
+"""`cityseg export` (LiteRT / ONNX with a parity-checked sidecar) and `cityseg bench latency`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import typer
+
+log = logging.getLogger(__name__)
+
+
+def export_command(
+    run: Path = typer.Option(..., help="Run folder (runs/NAME) holding model.keras."),
+    format: str = typer.Option("litert", "--format", "-f", help="litert (.tflite) or onnx."),
+    quantize: str = typer.Option(
+        "none", help="none, fp16 or int8 (LiteRT only; int8 calibrated on training images)."
+    ),
+    int8_io: bool = typer.Option(
+        False, "--int8-io", help="With --quantize int8: int8 input and output tensors too."
+    ),
+    size: str | None = typer.Option(
+        None, help="Input WIDTHxHEIGHT of the exported graph (default: the run's size)."
+    ),
+    out: Path | None = typer.Option(
+        None, help="Output file (default runs/NAME/export/NAME_WxH_PRECISION.ext)."
+    ),
+    data: Path | None = typer.Option(
+        None, help="Dataset root for calibration and parity (default: the run's config)."
+    ),
+    calibration_images: int = typer.Option(
+        100, min=1, help="Training images for int8 calibration."
+    ),
+    parity_images: int = typer.Option(8, min=1, help="Test images for the parity check."),
+) -> None:
+    """Export a run to LiteRT or ONNX; writes FILE and FILE.json with measured parity."""
+    from cityseg.export import ExportError, export
+    from cityseg.runtime import RuntimeLoadError, read_sidecar
+
+    try:
+        path = export(
+            run,
+            format,
+            quantize,
+            size,
+            out=out,
+            int8_io=int8_io,
+            data_root=data,
+            num_calibration=calibration_images,
+            num_parity=parity_images,
+        )
+    except (ExportError, RuntimeLoadError, FileNotFoundError) as err:
+        typer.echo(f"cityseg export: {err}", err=True)
+        raise typer.Exit(1) from err
+    meta = read_sidecar(path)
+    parity = meta["parity"]
+    typer.echo(f"wrote {path} ({meta['file_size_mb']:.2f} MB) and {path.name}.json")
+    line = f"parity on {parity['images']} images: pixel agreement {parity['pixel_agreement']:.5f}"
+    if "miou_delta" in parity:
+        line += f", mIoU {parity['miou_keras']:.4f} -> {parity['miou_export']:.4f}"
+        line += f" (delta {100 * parity['miou_delta']:+.2f} points)"
+    typer.echo(line)
+    typer.echo(
+        f"latency {meta['latency_ms']:.1f} ms/image (batch 1, {meta['latency_threads']} threads)"
+    )
+
+
+def bench_latency_command(
+    run: list[Path] = typer.Option(
+        None, "--run", help="Run folder(s); repeat the option. Default: every run in runs/."
+    ),
+    sizes: str | None = typer.Option(
+        None, help="Comma-separated WIDTHxHEIGHT list, e.g. 512x256,1024x512 (default: run size)."
+    ),
+    json_out: Path = typer.Option(
+        Path("reports/bench_latency.json"), "--json", help="Where to write the JSON report."
+    ),
+    runs_dir: Path = typer.Option(Path("runs"), help="Where runs are found when --run is absent."),
+    repeats: int = typer.Option(30, min=3, help="Timed batch-1 calls per measurement."),
+    warmup: int = typer.Option(5, min=0, help="Untimed calls first."),
+    export_missing: bool = typer.Option(
+        True, help="Export (with parity) the LiteRT / ONNX files a measurement needs."
+    ),
+    data: Path | None = typer.Option(None, help="Dataset root for exports (default: run config)."),
+) -> None:
+    """Median / p90 ms, images/s, memory, size and speed-up over Keras predict, per runtime."""
+    from cityseg.bench_latency import bench_latency, write_json
+    from cityseg.config import parse_size
+
+    runs = list(run or [])
+    if not runs:
+        runs = sorted(p for p in runs_dir.glob("*") if (p / "model.keras").is_file())
+    if not runs:
+        typer.echo(f"cityseg bench latency: no runs with model.keras in {runs_dir}", err=True)
+        raise typer.Exit(1)
+    size_list = [parse_size(s) for s in sizes.split(",")] if sizes else None
+    report = bench_latency(
+        runs,
+        size_list,
+        warmup=warmup,
+        repeats=repeats,
+        export_missing=export_missing,
+        export_kwargs={"data_root": data} if data else None,
+    )
+    write_json(report, json_out)
+    typer.echo(f"matmul peak {report['machine']['matmul_peak_gflops']:.0f} GFLOP/s")
+    for row in report["results"]:
+        speedup = row["speedup_vs_keras_predict"]
+        typer.echo(
+            f"{row['name']:<28} {row['size']:>9} {row['runtime']:>13}/{row['precision']:<4} "
+            f"{row['median_ms']:8.1f} ms  p90 {row['p90_ms']:8.1f}  {row['images_per_s']:6.1f} img/s  "
+            f"x{speedup or 0:4.1f}  {100 * row['fraction_of_peak']:5.1f}% peak  "
+            f"{row['peak_rss_mb']:6.0f} MB"
+        )
+    for check in report["targets"]:
+        typer.echo(json.dumps(check))
+    typer.echo(f"wrote {json_out}")
+
+
+def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Typer) -> None:
+    """Add `export` and `bench latency` to the CLI."""
+    app.command("export")(export_command)
+    bench_app.command("latency")(bench_latency_command)
