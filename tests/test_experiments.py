@@ -20,9 +20,12 @@ SUITES = REPO / "configs" / "experiments"
 class FakeTrain:
     """Stands in for cityseg.train.train: writes what a finished run leaves, records calls."""
 
-    def __init__(self, scores: dict[str, float] | None = None) -> None:
+    def __init__(
+        self, scores: dict[str, float] | None = None, ms: dict[str, float] | None = None
+    ) -> None:
         self.calls: list[tuple[str, bool]] = []
         self.scores = scores or {}
+        self.ms = ms or {}
 
     def score(self, config: Config) -> float:
         for key in (config.model.name, config.train.loss, config.name):
@@ -38,7 +41,14 @@ class FakeTrain:
         for epoch, callback in enumerate(callbacks):
             callback.on_epoch_end(epoch, {"val_miou": val})
         (out_dir / "metrics.json").write_text(
-            json.dumps({"name": config.name, "val": {"miou": val}, "test": {"miou": val - 0.1}})
+            json.dumps(
+                {
+                    "name": config.name,
+                    "inference_ms": self.ms.get(config.model.name, 1.0),
+                    "val": {"miou": val},
+                    "test": {"miou": val - 0.1},
+                }
+            )
         )
         return out_dir
 
@@ -169,6 +179,21 @@ def test_loss_suite_trains_the_best_validation_model(tmp_path: Path, fake_data) 
     assert "lraspp_mobilenetv3" in plan["choices"][0]
     # Another profile's models suite is not a choice for this one.
     assert experiments.best_run(runs, "models", "cpu") is None
+
+
+def test_chosen_model_respects_the_latency_budget(tmp_path: Path, fake_data) -> None:
+    runs = tmp_path / "runs"
+    train = FakeTrain({"lraspp_mobilenetv3": 0.7, "unet_mini": 0.6}, ms={"lraspp_mobilenetv3": 50})
+    tree = yaml.safe_load((SUITES / "loss.yaml").read_text())
+    tree["profiles"]["ci"]["max_inference_ms"] = 10
+    tree["optuna"] = {}
+    suites = _suite_dir(tmp_path, loss=tree)
+    experiments.run_suite(
+        "models", "ci", runs_dir=runs, suites_dir=suites, overrides=fake_data, train_fn=train
+    )
+    plan = experiments.run_suite("loss", "ci", runs_dir=runs, suites_dir=suites, dry_run=True)
+    assert {r["model"] for r in plan["runs"]} == {"unet_mini"}  # lraspp is better but too slow
+    assert "<= 10 ms/image" in plan["choices"][0]
 
 
 def test_optuna_study_records_trials_and_resumes(tmp_path: Path, fake_data) -> None:

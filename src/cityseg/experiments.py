@@ -67,7 +67,7 @@ class Suite:
         base: nested config dict every run starts from.
         grid: the arms.
         seeds: each arm is trained once per seed (empty = the base seed only).
-        profiles: profile name -> `{overrides, data, optuna, arms, seeds}` (see models.yaml).
+        profiles: profile -> `{overrides, data, optuna, arms, seeds, max_inference_ms}`.
         choose: `[{suite, fields}]`: copy `fields` from the best validation run of `suite`.
         defaults: dotted overrides used when a chosen suite has not been run.
         optuna: learning-rate study settings (empty = no study).
@@ -142,7 +142,14 @@ def load_suite(name: str | Path, suites_dir: str | Path = DEFAULT_SUITES_DIR) ->
     for pname, spec in profiles.items():
         if pname not in PROFILES:
             raise SuiteError(f"{path}: unknown profile {pname!r}; known: {list(PROFILES)}")
-        bad = set(spec or {}) - {"overrides", "data", "optuna", "seeds", "arms"}
+        bad = set(spec or {}) - {
+            "overrides",
+            "data",
+            "optuna",
+            "seeds",
+            "arms",
+            "max_inference_ms",
+        }
         if bad:
             raise SuiteError(f"{path}: profiles.{pname}: unknown keys {sorted(bad)}")
     choose = tuple(raw.get("choose") or ())
@@ -340,8 +347,14 @@ def read_record(runs_dir: Path, suite_name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text())
 
 
-def best_run(runs_dir: Path, suite_name: str, profile: str) -> tuple[Path, dict[str, Any]] | None:
-    """The finished run of `suite_name` (same profile) with the best validation mIoU."""
+def best_run(
+    runs_dir: Path, suite_name: str, profile: str, max_inference_ms: float | None = None
+) -> tuple[Path, dict[str, Any]] | None:
+    """The finished run of `suite_name` (same profile) with the best validation mIoU.
+
+    With `max_inference_ms`, only runs whose measured `inference_ms` fits that budget count
+    (the real-time constraint of the embedded camera).
+    """
     record = read_record(runs_dir, suite_name)
     if not record or record.get("profile") != profile:
         return None
@@ -350,7 +363,13 @@ def best_run(runs_dir: Path, suite_name: str, profile: str) -> tuple[Path, dict[
         run_dir = Path(entry["run_dir"])
         metrics = read_metrics(run_dir)
         score = selection_score(metrics)
-        if metrics is not None and not math.isnan(score) and (best is None or score > best[0]):
+        if metrics is None or math.isnan(score):
+            continue
+        if max_inference_ms is not None:
+            ms = metrics.get("inference_ms")
+            if ms is None or not float(ms) <= float(max_inference_ms):
+                continue
+        if best is None or score > best[0]:
             best = (score, run_dir, metrics)
     return None if best is None else (best[1], best[2])
 
@@ -359,17 +378,23 @@ def chosen_fields(suite: Suite, profile: str, runs_dir: Path) -> tuple[dict[str,
     """Fields copied from earlier suites' best validation runs, else the suite's defaults."""
     values = dict(suite.defaults)
     notes = []
+    limit = profile_spec(suite, profile).get("max_inference_ms")
     for item in suite.choose:
-        found = best_run(runs_dir, item["suite"], profile)
+        found = best_run(runs_dir, item["suite"], profile, limit)
         if found is None:
-            notes.append(f"suite {item['suite']!r} not run with profile {profile!r}: defaults")
+            notes.append(
+                f"suite {item['suite']!r}: no finished run with profile {profile!r}"
+                + (f" within {limit} ms/image" if limit is not None else "")
+                + ": defaults"
+            )
             continue
         run_dir, metrics = found
         saved = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
         for key in item["fields"]:
             values[key] = _get(saved, key)
         notes.append(
-            f"from {item['suite']}: {run_dir.name} (val mIoU {selection_score(metrics):.4f})"
+            f"from {item['suite']}: {run_dir.name} (val mIoU {selection_score(metrics):.4f}"
+            + (f", {metrics.get('inference_ms'):.1f} <= {limit} ms/image)" if limit else ")")
         )
     return values, notes
 
@@ -572,6 +597,7 @@ def run_suite(
     planned = plan_suite(suite, profile, runs_dir, extra)
     train_fn = train_fn or _default_train()
     recorder = _Recorder(runs_dir, suite, profile, command or current_command())
+    recorder.record["choices"] = chosen_fields(suite, profile, runs_dir)[1]
     try:
         for run in planned:
             if run.status == "done":
