@@ -49,9 +49,14 @@ def _stat(path: Path | None) -> list[object]:
     return [str(path.resolve()), st.st_size, st.st_mtime_ns]
 
 
+def _unique_sorted(samples: Sequence[Sample]) -> list[Sample]:
+    """One row per image path, in path order (a list may repeat samples)."""
+    return sorted({str(s.image): s for s in samples}.values(), key=lambda s: str(s.image))
+
+
 def cache_key(samples: Sequence[Sample], size: tuple[int, int]) -> str:
     """Hash of (sorted sample paths with sizes and mtimes, size, format version)."""
-    items = [_stat(s.image) + _stat(s.label) for s in sorted(samples, key=lambda s: str(s.image))]
+    items = [_stat(s.image) + _stat(s.label) for s in _unique_sorted(samples)]
     blob = json.dumps([FORMAT_VERSION, list(size), items]).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 
@@ -119,7 +124,7 @@ def build_cache(
     """The cache of `samples` at `size`, built (in parallel, with a progress bar) if missing."""
     if not samples:
         raise DataError("cannot cache an empty list of samples")
-    ordered = sorted(samples, key=lambda s: str(s.image))
+    ordered = _unique_sorted(samples)
     key = cache_key(ordered, size)
     final = Path(cache_dir) / key
     if (final / _META).is_file():
