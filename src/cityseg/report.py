@@ -607,8 +607,9 @@ def _section_losses(note: Note, runs: list[RunInfo], record: dict[str, Any]) -> 
     small = [c for c in SMALL_CATEGORIES if any(c in r.per_category("val") for r in grid)]
     model = grid[0].cfg("model.name") if grid else DASH
     winner = best(grid)
+    how = "; ".join(record.get("choices") or []) or "suite defaults"
     note.add(
-        f"The loss function is the optimised hyperparameter, on `{model}` (the chosen model).",
+        f"The loss function is the optimised hyperparameter, on `{model}` (chosen: {how}).",
         table(
             (
                 "loss",
@@ -668,7 +669,9 @@ def _section_losses(note: Note, runs: list[RunInfo], record: dict[str, Any]) -> 
     )
 
 
-def _section_augmentation(note: Note, runs: list[RunInfo], synthetic: bool) -> str:
+def _section_augmentation(
+    note: Note, runs: list[RunInfo], record: dict[str, Any], synthetic: bool
+) -> str:
     note.add("## 5. Augmentation")
     if not runs:
         note.add(
@@ -688,7 +691,8 @@ def _section_augmentation(note: Note, runs: list[RunInfo], synthetic: bool) -> s
     seeds = sorted({r.seed for r in runs if r.seed is not None})
     note.add(
         f"On `{first.cfg('model.name')}` with the `{first.cfg('train.loss')}` loss and learning "
-        f"rate {fmt(first.cfg('train.learning_rate'), 5)}; every arm is trained with seeds "
+        f"rate {fmt(first.cfg('train.learning_rate'), 5)} (chosen: "
+        f"{'; '.join(record.get('choices') or []) or 'suite defaults'}); every arm is trained with seeds "
         f"{seeds}. *noise* is the larger seed spread (max − min over seeds) of the arm and of "
         "`none`: a difference smaller than what reseeding alone produces is not a gain.",
         table(
@@ -1078,7 +1082,9 @@ def write_report(
     _section_metric(note, freqs)
     _section_models(note, runs.get("models", []))
     _section_losses(note, runs.get("loss", []), records.get("loss", {}))
-    aug_summary = _section_augmentation(note, runs.get("augmentation", []), synthetic)
+    aug_summary = _section_augmentation(
+        note, runs.get("augmentation", []), records.get("augmentation", {}), synthetic
+    )
     _section_retained(note, retained)
     _section_pipeline(note, bench_dir)
     _section_limits(note, runs, records, synthetic, aug_summary)
