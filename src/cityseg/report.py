@@ -584,7 +584,8 @@ def _curve(run: RunInfo, key: str) -> list[tuple[int, float]]:
         value = row.get(key, math.nan)
         if not math.isnan(value):
             epoch = row.get("epoch", math.nan)
-            points.append((int(epoch) + 1 if not math.isnan(epoch) else i + 1, value))
+            # history.csv numbers epochs from 1 (callbacks.TrainingMonitor).
+            points.append((int(epoch) if not math.isnan(epoch) else i + 1, value))
     return points
 
 
