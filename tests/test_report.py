@@ -79,7 +79,7 @@ def write_run(
         writer.writerow(["epoch", "loss", "miou", "val_loss", "val_miou", "lr"])
         for epoch in range(5):
             writer.writerow(
-                [epoch, 1.0 - 0.1 * epoch, val + 0.01, 1.0, val - 0.02 * (4 - epoch), 0.002]
+                [epoch + 1, 1.0 - 0.1 * epoch, val + 0.01, 1.0, val - 0.02 * (4 - epoch), 0.002]
             )
     return run
 
