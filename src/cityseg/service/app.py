@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import HTTPException
 from fastapi.middleware.cors import CORSMiddleware
@@ -156,6 +157,9 @@ async def _start(state: ServiceState, predictor: PredictorLike | None, load_samp
             predictor = await asyncio.to_thread(
                 _load_predictor, state.model_path, state.settings.runtime
             )
+            # The first call traces the graph (about a second); pay it before /health says ok.
+            width, height = predictor.input_size
+            await asyncio.to_thread(predictor.predict, np.zeros((height, width, 3), np.uint8))
         state.predictor = predictor
         state.metrics = _read_metrics(state)
         if load_samples:
