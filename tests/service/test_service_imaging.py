@@ -135,3 +135,34 @@ def test_overlay_blends_by_alpha() -> None:
     np.testing.assert_array_equal(imaging.overlay(image, categories, 0.0), image)
     np.testing.assert_array_equal(imaging.overlay(image, categories, 1.0)[0, 0], [0, 0, 142])
     np.testing.assert_array_equal(imaging.overlay(image, categories, 0.5)[0, 0], [50, 50, 121])
+
+
+def png16_rgb(array: np.ndarray) -> bytes:
+    """A 48-bit RGB PNG (Pillow cannot write one)."""
+    height, width, _ = array.shape
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    raw = b"".join(b"\x00" + array[y].astype(">u2").tobytes() for y in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def test_sixteen_bit_rgb_keeps_the_high_byte() -> None:
+    rgb16 = np.array([[[0, 65535, 32896], [2570, 1000, 60000]]], dtype=np.uint16)
+    out = decode_image(png16_rgb(rgb16), max_pixels=LIMIT)
+    np.testing.assert_array_equal(out, rgb16 >> 8)
+
+
+def test_mpo_camera_jpeg_is_accepted() -> None:
+    frames = [Image.fromarray(random_image(8, 6, seed=s)) for s in (1, 2)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+    assert decode_image(buffer.getvalue(), max_pixels=LIMIT).shape == (6, 8, 3)

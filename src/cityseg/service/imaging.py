@@ -16,7 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from cityseg.data import labels
 
-ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "BMP")
+# MPO is how Pillow names the JPEG files of many phone and stereo cameras.
+ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "MPO", "WEBP", "BMP")
 ACCEPTED_MEDIA_TYPES: tuple[str, ...] = (
     "image/png",
     "image/jpeg",
@@ -90,7 +91,7 @@ def open_checked(data: bytes, *, max_pixels: int, name: str = "upload") -> Image
 
 
 def _unsupported(name: str, fmt: str) -> str:
-    return f"{name}: unsupported image format {fmt}; send one of {', '.join(ACCEPTED_FORMATS)}"
+    return f"{name}: unsupported image format {fmt}; send PNG, JPEG, WebP or BMP"
 
 
 def decode_image(data: bytes, *, max_pixels: int, name: str = "upload") -> np.ndarray:
