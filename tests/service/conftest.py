@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from service_helpers import FakePredictor, random_image
+from service_helpers import FakePredictor, expected_mask, random_image, street_scene
 
 from cityseg.data import labels
 from cityseg.service.app import create_app
@@ -71,11 +71,12 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     tmp = tmp_path_factory.mktemp("live")
     refs = []
-    road = int(labels.CATEGORY_TO_ID[1])
     for i in range(2):
+        # Street scenes whose ground truth has the car shifted: an IoU below 1 to show.
         image_path, label_path = tmp / f"x_000000_00000{i}_leftImg8bit.png", tmp / f"l{i}.png"
-        Image.fromarray(random_image(96, 48, seed=10 + i)).save(image_path)
-        Image.fromarray(np.full((48, 96), road, np.uint8)).save(label_path)
+        Image.fromarray(street_scene(shift=8 * i)).save(image_path)
+        truth = expected_mask(street_scene(shift=8 * i + 24))
+        Image.fromarray(labels.categories_to_label_ids(truth)).save(label_path)
         refs.append(make_ref(image_path, label_path, "testcity"))
     app = create_app(Settings(), predictor=FakePredictor(delay_s=0.01), samples=SampleStore(refs))
     port = free_port()

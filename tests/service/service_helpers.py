@@ -44,3 +44,23 @@ def png_bytes(array: np.ndarray, **save: object) -> bytes:
 def random_image(width: int, height: int, seed: int = 0) -> np.ndarray:
     """Random RGB uint8 (H, W, 3)."""
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def street_scene(width: int = 384, height: int = 192, shift: int = 0) -> np.ndarray:
+    """A cartoon street whose red channel // 32 is the fake model's category."""
+    image = np.zeros((height, width, 3), np.uint8)
+    image[: height * 2 // 5] = (170, 200, 235)  # sky (5)
+    image[height * 2 // 5 : height * 3 // 5] = (80, 80, 85)  # construction (2)
+    image[height * 3 // 5 :] = (40, 40, 48)  # flat (1)
+    image[height * 3 // 10 : height * 3 // 5, : width // 6] = (140, 170, 90)  # nature (4)
+    image[height // 2 : height * 4 // 5, width // 2 + shift : width * 3 // 4 + shift] = (
+        240,
+        30,
+        40,
+    )  # vehicle (7)
+    image[height * 2 // 5 : height * 4 // 5, width // 4 : width // 4 + 12] = (
+        205,
+        120,
+        100,
+    )  # human (6)
+    return image

@@ -10,11 +10,12 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
+from service_helpers import expected_mask, street_scene
 
 from cityseg.data import labels
+from cityseg.service.analysis import image_iou
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "figures" / "service_page.png"
@@ -23,18 +24,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
 ]
-
-
-def street_scene(width: int = 384, height: int = 192) -> np.ndarray:
-    """A cartoon street whose red channel // 32 is the fake model's category."""
-    image = np.zeros((height, width, 3), np.uint8)
-    image[: height * 2 // 5] = (170, 200, 235)  # sky (5)
-    image[height * 2 // 5 : height * 3 // 5] = (80, 80, 85)  # construction (2)
-    image[height * 3 // 5 :] = (40, 40, 48)  # flat (1)
-    image[height * 3 // 10 : height * 3 // 5, : width // 6] = (140, 170, 90)  # nature (4)
-    image[height // 2 : height * 4 // 5, width // 2 : width * 3 // 4] = (240, 30, 40)  # vehicle
-    image[height * 2 // 5 : height * 4 // 5, width // 4 : width // 4 + 12] = (205, 120, 100)
-    return image
 
 
 def test_upload_shows_mask_overlay_and_legend(live_server: str) -> None:
@@ -55,13 +44,6 @@ def test_upload_shows_mask_overlay_and_legend(live_server: str) -> None:
             page.on("pageerror", lambda err: errors.append(str(err)))
             page.goto(live_server)
             expect(page.locator("#model-line")).to_contain_text("fake_model")
-
-            # A test sample: ground truth beside the prediction, IoU column filled.
-            expect(page.locator("#sample-select option")).to_have_count(3)
-            page.select_option("#sample-select", index=1)
-            expect(page.locator("#gt-figure")).to_be_visible()
-            expect(page.locator("#legend tbody tr")).to_have_count(len(labels.CATEGORIES))
-            expect(page.locator("#legend tbody tr[data-category=flat] td.iou")).to_contain_text("%")
 
             # An upload: mask, overlay and legend with each category's share.
             page.set_input_files(
@@ -96,6 +78,20 @@ def test_upload_shows_mask_overlay_and_legend(live_server: str) -> None:
             )
             assert overlay == [int(v) for v in image[10, 10]]
             page.locator("#alpha").fill("55")
+
+            # A test sample: ground truth beside the prediction, IoU column filled.
+            expect(page.locator("#sample-select option")).to_have_count(3)
+            page.select_option("#sample-select", index=2)  # the second sample: shift 8
+            expect(page.locator("#gt-figure")).to_be_visible()
+            expect(page.locator("#legend tbody tr")).to_have_count(len(labels.CATEGORIES))
+            truth = labels.categories_to_label_ids(expected_mask(street_scene(shift=8 + 24)))
+            iou = image_iou(truth, expected_mask(street_scene(shift=8)))["vehicle"]
+            assert iou is not None and 0 < iou < 1
+            expect(page.locator("#legend tbody tr[data-category=vehicle] td.iou")).to_have_text(
+                f"{100 * iou:.1f}%"
+            )
+            expect(page.locator("#summary")).to_contain_text("image mIoU")
+
             assert not errors, errors
             if os.environ.get("CITYSEG_SCREENSHOT"):
                 SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
