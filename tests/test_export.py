@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -226,3 +227,45 @@ def test_miou_ignores_void_and_unscored() -> None:
     assert cm.sum() == 3  # the ignored pixel is not counted
     # flat: tp 1, union 2 -> 0.5; construction: tp 0, union 1 -> 0; void is not a category.
     assert miou(cm) == pytest.approx(0.25)
+
+
+# ----------------------------------------------------------------------------- model zoo
+
+
+def _zoo_params() -> list[Any]:
+    """Every registered model; the pretrained-encoder ones take ~30 s each to convert, so they
+    run when CITYSEG_EXPORT_ZOO=1 (unet_mini always runs)."""
+    import os
+
+    from cityseg.models.registry import list_models
+
+    full = os.environ.get("CITYSEG_EXPORT_ZOO") == "1"
+    skip = pytest.mark.skipif(not full, reason="set CITYSEG_EXPORT_ZOO=1 to export the whole zoo")
+    return [
+        pytest.param(name, marks=[pytest.mark.slow] + ([] if name == "unet_mini" else [skip]))
+        for name in list_models()
+    ]
+
+
+@pytest.mark.parametrize("name", _zoo_params())
+def test_every_registered_model_exports_to_both_formats(name: str, tmp_path: Path) -> None:
+    from cityseg.models.registry import create_model, get_spec
+
+    side = max(get_spec(name).divisor, 32)
+    size = (2 * side, side)
+    run = tmp_path / name
+    run.mkdir()
+    model = create_model(name, input_size=size)
+    model.save(run / "model.keras")
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8) for _ in range(2)]
+    keras_predictor = Predictor.load(run)
+    batch = np.stack(images).astype(np.float32)
+    reference = keras_predictor.predict_logits(batch)
+    for fmt in ("litert", "onnx"):
+        out = export(run, fmt, "none", parity=[ParityImage(i) for i in images], latency_runs=0)
+        logits = Predictor.load(out).predict_logits(batch)
+        spread = float(np.abs(reference).max()) + 1e-6
+        assert np.abs(logits - reference).max() / spread < 1e-3, (name, fmt)
+        meta = json.loads(sidecar_path(out).read_text())
+        assert meta["parity"]["pixel_agreement"] >= 0.99, (name, fmt, meta["parity"])
