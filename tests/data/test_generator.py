@@ -156,3 +156,23 @@ def test_decode_error_at_load_time_names_the_file(tmp_path: Path) -> None:
     seq = CityscapesSequence(samples, size=SIZE, batch_size=2)
     with pytest.raises(DataError, match=samples[1].image.name):
         seq[0]
+
+
+def _build(args: tuple) -> str:
+    samples, cache_dir = args
+    return str(build_cache(samples, SIZE, cache_dir, workers=1, progress=False).folder)
+
+
+def test_two_processes_building_the_same_cache(samples: list, tmp_path: Path) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(2) as pool:
+        folders = list(pool.map(_build, [(samples, tmp_path)] * 2))
+    assert folders[0] == folders[1]
+    assert [p.name for p in tmp_path.iterdir()] == [Path(folders[0]).name]  # no temp left
+    cache = build_cache(samples, SIZE, tmp_path, progress=False)
+    for sample in samples:
+        image, mask = cache.get(sample)
+        x, y = CityscapesSequence([sample], size=SIZE, batch_size=1)[0]
+        np.testing.assert_array_equal(image, x[0].astype(np.uint8))
+        np.testing.assert_array_equal(mask, y[0])
