@@ -106,3 +106,15 @@ def test_one_city_cannot_be_split(tmp_path: Path) -> None:
     make_tree(tmp_path, {"train": ["aachen"], "val": ["frankfurt"]}, frames=1)
     with pytest.raises(DataError, match="need at least 2"):
         make_split(tmp_path)
+
+
+def test_decode_drops_bad_samples_only_when_asked(tmp_path: Path) -> None:
+    make_tree(tmp_path, CITIES, frames=2)
+    broken = sorted((tmp_path / "leftImg8bit" / "train").rglob("*.png"))[0]
+    broken.write_bytes(broken.read_bytes()[:50])
+    assert broken in [s.image for s in make_split(tmp_path).train + make_split(tmp_path).val]
+    with pytest.raises(DataError, match=rf"{broken.name}: unreadable or truncated"):
+        make_split(tmp_path, decode=True)
+    manifest = make_split(tmp_path, decode=True, skip_bad=True)
+    kept = [s.image for s in manifest.train + manifest.val]
+    assert broken not in kept and len(kept) == 11

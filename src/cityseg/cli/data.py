@@ -54,8 +54,12 @@ def split(
     seed: int = typer.Option(0, help="Seed of the city choice."),
     out: Path | None = typer.Option(None, help="Manifest path (default: DATA/split.json)."),
     skip_bad: bool = typer.Option(
-        False, help="Skip unpaired/misnamed files (listed in a warning)."
+        False, help="Skip bad samples explicitly (each is named in a logged warning)."
     ),
+    decode: bool = typer.Option(
+        False, help="Decode every PNG first (slow); bad ones fail the split unless --skip-bad."
+    ),
+    workers: int = typer.Option(2, min=1, help="Processes decoding the PNGs with --decode."),
 ) -> None:
     """Split by city (test = official val, val = cities of official train) into a JSON manifest."""
     from cityseg.data import split as split_mod
@@ -63,7 +67,13 @@ def split(
 
     try:
         manifest = split_mod.make_split(
-            data, val_cities=val_cities, seed=seed, val_fraction=val_fraction, skip_bad=skip_bad
+            data,
+            val_cities=val_cities,
+            seed=seed,
+            val_fraction=val_fraction,
+            skip_bad=skip_bad,
+            decode=decode,
+            workers=workers,
         )
     except (DataError, ValueError) as err:
         raise _fail(err) from err

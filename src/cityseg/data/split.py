@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cityseg.data.cityscapes import DataError, Sample, find_root, list_samples
+from cityseg.data.cityscapes import (
+    DataError,
+    Sample,
+    drop_bad,
+    find_root,
+    list_samples,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,18 +119,24 @@ def make_split(
     *,
     val_fraction: float | None = None,
     skip_bad: bool = False,
+    decode: bool = False,
+    workers: int = 1,
 ) -> SplitManifest:
     """Split by city: test = official val; val = seeded cities of official train.
 
     Give `val_cities` (a number of cities) or `val_fraction` (cities are added in seeded
     order until they hold at least this fraction of the official train frames); default
-    fraction 0.2. At least one city stays in train.
+    fraction 0.2. At least one city stays in train. `decode=True` also decodes every file
+    first (`cityscapes.validate`); bad samples then fail the split, or with `skip_bad` are
+    dropped with a warning naming each.
     """
     if val_cities is not None and val_fraction is not None:
         raise ValueError("give val_cities or val_fraction, not both")
     base = find_root(root)
     official_train = list_samples(base, "train", skip_bad=skip_bad)
     test = list_samples(base, "val", skip_bad=skip_bad)
+    if decode:
+        official_train, test = (_decoded(s, skip_bad, workers) for s in (official_train, test))
     cities = sorted({s.city for s in official_train})
     if len(cities) < 2:
         raise DataError(
@@ -160,6 +173,16 @@ def make_split(
     )
     manifest.check()
     return manifest
+
+
+def _decoded(samples: list[Sample], skip_bad: bool, workers: int) -> list[Sample]:
+    bad = validate(samples, workers=workers)
+    if bad and not skip_bad:
+        listing = "\n  ".join(msg for _, msg in bad[:20])
+        raise DataError(
+            f"{len(bad)} sample(s) failed to decode (--skip-bad drops them):\n  {listing}"
+        )
+    return drop_bad(samples, bad)
 
 
 def load_manifest(path: str | Path, root: str | Path | None = None) -> SplitManifest:
