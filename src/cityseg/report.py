@@ -462,8 +462,11 @@ def _section_metric(note: Note, freqs: dict[str, float]) -> None:
         "the original resolution (not averaged per image or per batch, and on the arg-max "
         "prediction, never on soft probabilities). From it, per category *c*: "
         "IoU = TP / (TP + FP + FN) and Dice = 2TP / (2TP + FP + FN). **mIoU** is the mean IoU "
-        "over the categories; **category IoU** is the official Cityscapes category score, "
-        "computed on the label ids with the `ignoreInEval` pixels left out.",
+        f"over the {labels.NUM_CLASSES} categories the model predicts (`void` included; a "
+        "category absent from both truth and prediction is left out of the mean); **category "
+        f"IoU** is the official Cityscapes category score over the {len(labels.EVAL_CATEGORIES)} "
+        "scored categories, computed on the label ids with the `ignoreInEval` pixels left out, "
+        "exactly as `cityscapesscripts` does.",
         "Pixel accuracy is reported too but is not used to choose: it is dominated by the "
         "large categories. mIoU weighs every category equally, so a model that misses "
         "pedestrians (`human`) or poles and signs (`object`) loses as much as one that misses "
