@@ -170,3 +170,20 @@ def test_sample_is_frozen() -> None:
     sample = Sample(Path("a.png"), None, "a", "test", "a_000000_000000")
     with pytest.raises(AttributeError):
         sample.city = "b"  # type: ignore[misc]
+
+
+def test_stray_file_in_image_folder_is_not_ignored(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    stray = tmp_path / "leftImg8bit" / "train" / "aachen" / "aachen_000000_000009.jpg"
+    stray.write_bytes(b"jpeg")
+    with pytest.raises(DataError, match=r"aachen_000000_000009\.jpg: unexpected file"):
+        list_samples(tmp_path, "train")
+    assert len(list_samples(tmp_path, "train", skip_bad=True)) == 12
+
+
+def test_other_gtfine_files_are_ignored(tmp_path: Path) -> None:
+    make_tree(tmp_path)  # writes _gtFine_color.png beside every label
+    folder = tmp_path / "gtFine" / "train" / "aachen"
+    (folder / "aachen_000000_000000_gtFine_polygons.json").write_text("{}")
+    (folder / ".DS_Store").write_bytes(b"")
+    assert len(list_samples(tmp_path, "train")) == 12

@@ -12,6 +12,7 @@ from PIL import Image
 
 from cityseg.bench_loader import iterate_epoch
 from cityseg.data import labels
+from cityseg.data.augment import list_techniques
 from cityseg.data.cache import build_cache, cache_key
 from cityseg.data.cityscapes import DataError, list_samples, read_sample
 from cityseg.data.generator import CityscapesSequence, sample_seed
@@ -78,7 +79,7 @@ def test_letterbox_pads_label_with_void(tmp_path: Path) -> None:
 def test_same_batches_for_one_and_two_workers(samples: list, multiprocessing: bool) -> None:
     def epochs(workers: int) -> list[list[np.ndarray]]:
         seq = CityscapesSequence(
-            samples, size=SIZE, batch_size=3, augment=("hflip", "scale_crop", "color", "noise"),
+            samples, size=SIZE, batch_size=3, augment=tuple(list_techniques()),
             shuffle=True, seed=11, workers=workers, use_multiprocessing=multiprocessing and workers > 1,
         )  # fmt: skip
         return [[a for batch in iterate_epoch(seq) for a in batch] for _ in range(2)]

@@ -77,10 +77,19 @@ def _stems(folder: Path, suffix: str, split: str) -> tuple[dict[str, Path], list
     if not folder.is_dir():
         return found, problems
     for entry in sorted(folder.iterdir()):
+        if entry.name.startswith("."):  # .DS_Store and the like
+            continue
         if not entry.is_dir():
             problems.append(f"{entry}: expected only city folders in {folder}")
             continue
-        for file in sorted(entry.glob(f"*{suffix}")):
+        for file in sorted(entry.iterdir()):
+            if file.name.startswith("."):
+                continue
+            if not file.name.endswith(suffix):
+                if suffix == LABEL_SUFFIX and "_gtFine_" in file.name:
+                    continue  # gtFine also holds _color/_instanceIds/_polygons: not ours
+                problems.append(f"{file}: unexpected file; expected only *{suffix} here")
+                continue
             stem = file.name[: -len(suffix)]
             match = _STEM.match(stem)
             if match is None or match.group("city") != entry.name:
