@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import shutil
+import time
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -315,7 +316,9 @@ class _Task:
     seed: int
 
 
-def _write_frame(task: _Task) -> str:
+def _write_frame(task: _Task) -> float:
+    """Render and write one frame; return the CPU seconds it took (for the benchmark)."""
+    started = time.process_time()
     city = task.style.name
     stem = f"{city}_{task.frame:06d}_{FRAME_NUMBER:06d}"
     fseed = frame_seed(task.seed, task.style.index, task.frame)
@@ -335,7 +338,7 @@ def _write_frame(task: _Task) -> str:
     height, width = label_ids.shape
     doc = {"imgHeight": height, "imgWidth": width, "objects": objects}
     (gt_dir / f"{stem}_gtFine_polygons.json").write_text(json.dumps(doc, separators=(",", ":")))
-    return stem
+    return time.process_time() - started
 
 
 def _write_png(path: Path, array: np.ndarray) -> None:
@@ -412,16 +415,25 @@ def _init_worker() -> None:
     cv2.setNumThreads(1)
 
 
-def _run(tasks: list[_Task], workers: int, progress: bool) -> None:
+def _run(tasks: list[_Task], workers: int, progress: bool) -> float:
+    """Write all frames with `workers` processes; return the CPU seconds spent on frames."""
     from rich.progress import Progress
 
     with Progress(disable=not progress, transient=False) as bar:
         job = bar.add_task("rendering frames", total=len(tasks))
         if workers == 1:
+            cpu = 0.0
             for task in tasks:
-                _write_frame(task)
+                cpu += _write_frame(task)
                 bar.advance(job)
-            return
-        with get_context().Pool(workers, initializer=_init_worker) as pool:
-            for _ in pool.imap_unordered(_write_frame, tasks, chunksize=2):
+            return cpu
+        # forkserver, not fork: forking a parent whose OpenCV/TF thread pools are running
+        # can deadlock the children (seen at 1024x512 after a single-process run)
+        with get_context("forkserver").Pool(workers, initializer=_init_worker) as pool:
+            cpu = 0.0
+            for seconds in pool.imap_unordered(_write_frame, tasks, chunksize=2):
+                cpu += seconds
                 bar.advance(job)
+            pool.close()
+            pool.join()
+        return cpu
