@@ -270,6 +270,7 @@ class SceneBuilder:
         lanes = int(rng.integers(st.lanes[0], st.lanes[1] + 1))
         lane_w = rng.uniform(3.0, 3.7)
         ego_lane = int(rng.integers(0, lanes))
+        self.ego_lane = ego_lane
         self.road_l = -(ego_lane + 0.5) * lane_w + rng.uniform(-0.4, 0.4)
         self.road_r = self.road_l + lanes * lane_w
         self.lanes_l, self.lanes_r = self.road_l, self.road_r  # the driven lanes
@@ -730,8 +731,10 @@ class SceneBuilder:
     # -- vehicles and people -----------------------------------------------------------------
     def _traffic(self) -> None:
         rng, st = self.rng, self.style
+        two_way = rng.uniform() < 0.6  # lanes left of the ego lane carry oncoming traffic
         for k in range(self.lanes):
             xc = self.lanes_l + (k + 0.5) * self.lane_w
+            oncoming = two_way and k < self.ego_lane
             z = rng.uniform(6, 20)
             while z < 130:
                 if rng.uniform() < 0.3 + 0.6 * st.traffic:
@@ -744,7 +747,7 @@ class SceneBuilder:
                         x = (self.lanes_r - 0.8) if k == self.lanes - 1 else x
                         self.add_street(z, self._two_wheeler(x, z, str(kind)))
                     else:
-                        self.add_street(z, self._vehicle(x, z, str(kind)))
+                        self.add_street(z, self._vehicle(x, z, str(kind), oncoming))
                 z += rng.uniform(7, 30) / (0.4 + st.traffic)
         if self.parking is not None:  # parked cars in the parking lane
             side, z0, z1 = self.parking
@@ -755,7 +758,8 @@ class SceneBuilder:
                     self.add_street(z, self._vehicle(x + rng.uniform(-0.15, 0.15), z, "car"))
                 z += rng.uniform(5.5, 8)
 
-    def _vehicle(self, x: float, z: float, kind: str) -> list[Obj]:
+    def _vehicle(self, x: float, z: float, kind: str, oncoming: bool = False) -> list[Obj]:
+        """A car, truck or bus whose near face is at distance z (its front when `oncoming`)."""
         rng = self.rng
         g = self._group()
         if kind == "car":
@@ -887,7 +891,7 @@ class SceneBuilder:
                                 (lx, body - 0.08),
                             ],
                         ),
-                        (190, 25, 25),
+                        (235, 230, 200) if oncoming else (190, 25, 25),
                     )
                 )
             rear.details.append(
