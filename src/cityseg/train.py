@@ -116,6 +116,24 @@ def class_weights(
     return (weights / weights.mean()).astype(np.float32)
 
 
+def _check_batches(batch_size: int, replicas: int, sets: dict[str, Sequence[Any]]) -> None:
+    """Every replica must get at least one image of every batch, the last partial one included."""
+    if replicas == 1:
+        return
+    if batch_size % replicas:
+        raise TrainingError(
+            f"data.batch_size={batch_size} is the global batch: it must be a multiple of the "
+            f"{replicas} replicas"
+        )
+    for name, samples in sets.items():
+        rest = len(samples) % batch_size
+        if 0 < rest < replicas:
+            raise TrainingError(
+                f"the {name} set's last batch holds {rest} image(s) for {replicas} replicas; "
+                f"choose data.batch_size so that {len(samples)} images leave no fewer than that"
+            )
+
+
 def _build_optimizer(config: Config) -> Any:
     import keras
 
@@ -257,9 +275,9 @@ def train(
         )
     set_mixed_precision(t.mixed_precision)
     strategy = make_strategy(t.strategy)
-    log.info(
-        "strategy %s with %d replica(s)", type(strategy).__name__, strategy.num_replicas_in_sync
-    )
+    replicas = strategy.num_replicas_in_sync
+    log.info("strategy %s with %d replica(s)", type(strategy).__name__, replicas)
+    _check_batches(config.data.batch_size, replicas, {"train": manifest.train, "val": manifest.val})
 
     freeze = config.model.freeze_epochs
     with strategy.scope():

@@ -1,0 +1,288 @@
+"""Training: it learns, writes a complete run folder, resumes after SIGKILL, runs mirrored."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cityseg import config as config_mod
+from cityseg.callbacks import RunState, learning_rate_at, trim_history
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "data.size=64x32",
+    "data.batch_size=1",  # more steps per epoch: BatchNorm statistics settle sooner
+    "data.workers=1",
+    "data.use_multiprocessing=false",
+    "data.cache=false",
+    "data.augment=[hflip]",
+    "train.warmup_epochs=0",
+    "train.learning_rate=0.003",
+    "train.early_stopping=0",
+]
+
+
+@pytest.fixture(scope="module")
+def manifest(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A split manifest of the shared synthetic tree, kept outside it (the tree is shared)."""
+    from cityseg.data.split import make_split
+
+    return make_split(synth_root).save(tmp_path_factory.mktemp("split") / "split.json")
+
+
+def tiny_config(root: Path, manifest: Path, *extra: str) -> config_mod.Config:
+    """unet_mini at 64x32 on the synthetic tree: seconds per epoch on one core."""
+    return config_mod.load(
+        REPO / "configs" / "unet_mini_256x128_ce.yaml",
+        [f"data.root={root}", f"data.manifest={manifest}", "tracking.mlflow=false", *TINY, *extra],
+    )
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def test_learning_rate_warms_up_then_follows_the_schedule() -> None:
+    kw = {"peak": 1.0, "warmup_epochs": 2, "epochs": 10}
+    assert [learning_rate_at(e, schedule="cosine", **kw) for e in (0, 1)] == [1 / 3, 2 / 3]
+    assert learning_rate_at(2, schedule="cosine", **kw) == pytest.approx(1.0)
+    assert learning_rate_at(9, schedule="cosine", **kw) == pytest.approx(0.01)
+    cosine = [learning_rate_at(e, schedule="cosine", **kw) for e in range(2, 10)]
+    assert all(a > b for a, b in itertools.pairwise(cosine))
+    assert learning_rate_at(7, schedule="constant", **kw) == 1.0
+    assert learning_rate_at(7, schedule="plateau", scale=0.25, **kw) == 0.25
+    with pytest.raises(ValueError, match=r"train\.schedule"):
+        learning_rate_at(3, schedule="step", **kw)
+
+
+def test_history_trim_drops_the_epoch_a_kill_interrupted(tmp_path: Path) -> None:
+    path = tmp_path / "history.csv"
+    path.write_text("epoch,loss\n1,0.9\n2,0.8\n3,0.7\n")
+    trim_history(path, last_epoch=1)  # 0-based: epochs 1 and 2 completed
+    with path.open() as f:
+        assert [row["epoch"] for row in csv.DictReader(f)] == ["1", "2"]
+
+
+def test_state_round_trips_and_a_corrupt_one_is_named(tmp_path: Path) -> None:
+    state = RunState(seed=3, epoch=4, best_val_miou=0.5, wait=2, epoch_times=[1.0, 2.0])
+    state.save(tmp_path)
+    assert RunState.load(tmp_path) == state
+    (tmp_path / "state.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"state\.json"):
+        RunState.load(tmp_path)
+
+
+def test_tracking_failure_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from cityseg.tracking import Tracker, flatten
+
+    assert flatten({"a": {"b": 1, "c": [1, 2]}}) == {"a.b": 1, "a.c": "1,2"}
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    tracker = Tracker(True, f"sqlite:///{blocker}/sub/mlflow.db", "x")  # a file, not a folder
+    assert tracker.start("run", {"a": 1}) is None
+    tracker.log_metrics({"loss": 1.0}, step=1)
+    tracker.end()
+    assert not tracker.enabled
+    assert "MLflow start failed" in caplog.text
+
+
+def test_class_weights_favour_rare_categories(synth_root: Path) -> None:
+    from cityseg.data.cityscapes import list_samples
+    from cityseg.train import class_weights
+
+    weights = class_weights(list_samples(synth_root, "train"), (64, 32))
+    assert weights.shape == (8,) and weights.mean() == pytest.approx(1.0)
+    # flat (road) is common and human is rare in street scenes.
+    assert weights[6] > weights[1]
+
+
+# --------------------------------------------------------------------------- a real run
+
+
+@pytest.fixture(scope="module")
+def trained_run(synth_root: Path, manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One short real training run, with MLflow on, shared by the tests below."""
+    from cityseg.train import train
+
+    out = tmp_path_factory.mktemp("runs")
+    cfg = tiny_config(
+        synth_root,
+        manifest,
+        "train.epochs=6",
+        "tracking.mlflow=true",
+        f"tracking.tracking_uri=sqlite:///{out}/mlflow.db",
+        "tracking.experiment=test",
+    )
+    return train(cfg, out / "tiny")
+
+
+class MajorityPredictor:
+    """Predicts the most frequent training category everywhere: the baseline to beat."""
+
+    def __init__(self, category: int) -> None:
+        self.category = category
+
+    def predict_many(self, images: list[np.ndarray], batch_size: int = 8) -> list[np.ndarray]:
+        return [np.full(image.shape[:2], self.category, dtype=np.uint8) for image in images]
+
+
+@pytest.mark.slow
+def test_training_learns_beyond_the_majority_class(trained_run: Path, manifest: Path) -> None:
+    from cityseg.data import labels
+    from cityseg.data.cityscapes import read_label
+    from cityseg.data.split import load_manifest
+    from cityseg.evaluate import evaluate
+
+    with (trained_run / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    losses = [float(r["loss"]) for r in rows]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert losses[-1] < 0.8 * losses[0]
+    split = load_manifest(manifest)
+    counts = np.zeros(8, dtype=np.int64)
+    for sample in split.train:
+        counts += np.bincount(labels.to_categories(read_label(sample.label)).ravel(), minlength=8)
+    baseline = evaluate(MajorityPredictor(int(counts.argmax())), split.val)["miou"]
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    assert metrics["val"]["miou"] > baseline + 0.05, (metrics["val"]["miou"], baseline)
+
+
+@pytest.mark.slow
+def test_run_folder_is_complete(trained_run: Path) -> None:
+    for name in ("config.yaml", "history.csv", "metrics.json", "model.keras", "eval_val.json"):
+        assert (trained_run / name).is_file(), name
+    for name in ("learning_curves.png", "confusion_matrix_test.png", "examples_val.png"):
+        assert (trained_run / "plots" / name).stat().st_size > 1000, name
+    metrics = json.loads((trained_run / "metrics.json").read_text())
+    keys = {"name", "model", "loss", "input_size", "params", "model_size_mb", "train_time_s",
+            "time_per_epoch_s", "epochs_run", "best_epoch", "inference_ms", "val", "test"}  # fmt: skip
+    assert keys <= set(metrics)
+    for split in ("val", "test"):
+        scores = metrics[split]
+        for key in ("miou", "category_iou", "per_category_iou", "dice", "per_category_dice",
+                    "pixel_accuracy", "confusion_matrix"):  # fmt: skip
+            assert key in scores, (split, key)
+        assert len(scores["confusion_matrix"]) == 8
+    assert metrics["input_size"] == "64x32" and metrics["epochs_run"] == 6
+    assert 1 <= metrics["best_epoch"] <= 6 and metrics["params"] > 1000
+    assert metrics["inference_ms"] > 0 and metrics["model_size_mb"] > 0
+    # The saved config reloads to the same run.
+    saved = config_mod.load(trained_run / "config.yaml")
+    assert saved.input_size == (64, 32) and saved.train.epochs == 6
+    # model.keras is the best epoch: its val mIoU (training resolution) is the best in history.
+    with (trained_run / "history.csv").open() as f:
+        best = max(float(r["val_miou"]) for r in csv.DictReader(f))
+    assert metrics["best_val_miou_during_training"] == pytest.approx(best)
+
+
+@pytest.mark.slow
+def test_mlflow_recorded_params_metrics_and_artifacts(trained_run: Path) -> None:
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{trained_run.parent}/mlflow.db")
+    experiment = client.get_experiment_by_name("test")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.data.params["model.name"] == "unet_mini"
+    assert run.data.params["data.size"] == "64x32"
+    assert len(client.get_metric_history(run.info.run_id, "val_miou")) == 6
+    assert "test.miou" in run.data.metrics
+    assert run.info.status == "FINISHED"
+
+
+@pytest.mark.slow
+def test_an_existing_run_is_not_overwritten(
+    trained_run: Path, synth_root: Path, manifest: Path
+) -> None:
+    from cityseg.train import TrainingError, train
+
+    with pytest.raises(TrainingError, match="--resume"):
+        train(tiny_config(synth_root, manifest), trained_run)
+    with pytest.raises(TrainingError, match="already finished"):
+        train(tiny_config(synth_root, manifest), trained_run, resume=True)
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-c", "from cityseg.cli import main; main()", *args]
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_runs_every_epoch_exactly_once(
+    synth_root: Path, manifest: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "killed"
+    config = tmp_path / "config.yaml"
+    tiny_config(synth_root, manifest, "train.epochs=4").save(config)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    proc = subprocess.Popen(
+        _cli("train", "--config", str(config), "--out", str(run)),
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    state = run / "checkpoint" / "state.json"
+    deadline = time.monotonic() + 240
+    while not state.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # mid-epoch 2 (or later): at most that epoch is lost
+    _, err = proc.communicate()
+    assert state.is_file(), err.decode()[-3000:]
+    killed_at = json.loads(state.read_text())["epoch"]
+    assert killed_at < 3 and not (run / "metrics.json").exists()
+
+    done = subprocess.run(
+        _cli("train", "--resume", str(run)), env=env, capture_output=True, text=True, timeout=400
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    with (run / "history.csv").open() as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 4 and not math.isnan(metrics["val"]["miou"])
+    assert len(list((run / "checkpoint").glob("epoch_*.npz"))) == 1
+
+
+MIRRORED = """
+import logging, sys, tensorflow as tf
+logging.basicConfig(level=logging.INFO)
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pathlib import Path
+from cityseg import config as config_mod
+from cityseg.train import make_strategy, train
+assert make_strategy("mirrored").num_replicas_in_sync == 2
+cfg = config_mod.load(sys.argv[1])
+train(cfg, Path(sys.argv[2]))
+"""
+
+
+@pytest.mark.slow
+def test_one_epoch_under_mirrored_strategy_on_two_logical_cpus(
+    synth_root: Path, manifest: Path, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.yaml"
+    # The global batch of 2 gives each replica one image (8 train and 4 val images: no remainder).
+    extra = ("train.epochs=1", "train.strategy=mirrored", "data.batch_size=2")
+    tiny_config(synth_root, manifest, *extra).save(config)
+    done = subprocess.run(
+        [sys.executable, "-c", MIRRORED, str(config), str(tmp_path / "run")],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "MirroredStrategy with 2 replica(s)" in done.stderr
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["epochs_run"] == 1
