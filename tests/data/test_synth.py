@@ -196,6 +196,13 @@ def test_bad_arguments_fail_clearly(tmp_path: Path) -> None:
     with pytest.raises(FileExistsError, match="overwrite"):
         generate(tmp_path / "y", cities=5, frames_per_city=1, size=(64, 32))
     generate(tmp_path / "y", cities=5, frames_per_city=1, size=(64, 32), overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "y").iterdir()) == [
+        "gtFine",
+        "leftImg8bit",
+        "synth.json",
+    ]
+    with pytest.raises(ValueError, match="too small"):
+        generate(tmp_path / "z", size=(8, 4))
 
 
 def test_cli_synth_and_bench(tmp_path: Path) -> None:

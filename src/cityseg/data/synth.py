@@ -376,13 +376,21 @@ def generate(
     progress: bool = False,
     overwrite: bool = False,
 ) -> Path:
-    """Write `cities` synthetic cities in the official Cityscapes layout under `out`; return it."""
+    """Write `cities` synthetic cities in the official Cityscapes layout under `out`; return it.
+
+    Frames are rendered into `out/.synth-partial/` and moved into place at the end, so an
+    interrupted run never leaves a half-written `leftImg8bit/` that looks finished. With
+    `workers > 1` the pool uses the forkserver start method: a script calling this needs the
+    usual `if __name__ == "__main__":` guard.
+    """
     out = Path(out)
     if frames_per_city < 1:
         raise ValueError(f"frames_per_city={frames_per_city} must be at least 1")
     if workers < 1:
         raise ValueError(f"workers={workers} must be at least 1")
     size = (int(size[0]), int(size[1]))
+    if size[0] < 16 or size[1] < 8:
+        raise ValueError(f"size={size} is too small to render a street (at least 16x8)")
     plan = city_plan(cities, seed)
     for sub in ("leftImg8bit", "gtFine"):
         if (out / sub).exists():
@@ -391,14 +399,20 @@ def generate(
                     f"{out / sub} already exists; pass overwrite=True (--overwrite) to replace it"
                 )
             shutil.rmtree(out / sub)
+    staging = out / ".synth-partial"
+    if staging.exists():  # left over from an interrupted run
+        shutil.rmtree(staging)
     tasks = [
-        _Task(out, split, style, frame, size, seed)
+        _Task(staging, split, style, frame, size, seed)
         for split in SPLITS
         for style in plan[split]
         for frame in range(frames_per_city)
     ]
     log.info("rendering %d frames of %d cities at %dx%d into %s", len(tasks), cities, *size, out)
     _run(tasks, workers, progress)
+    for sub in ("leftImg8bit", "gtFine"):
+        (staging / sub).rename(out / sub)
+    staging.rmdir()
     meta = {
         "generator": "cityseg.data.synth",
         "seed": seed,
