@@ -308,6 +308,8 @@ class SceneBuilder:
             self._frontage(side)
         self._traffic()
         self._people()
+        if rng.uniform() < 0.12:
+            self._bridge(rng.uniform(35, 90))
         for _, _, parts in sorted(self.street, key=lambda t: (-t[0], t[1])):
             self.objects.extend(parts)
         self._hood()
@@ -532,7 +534,17 @@ class SceneBuilder:
                     0.0,
                 ),
             )
-        if rng.uniform() < 0.5:
+        r = rng.uniform()
+        if r < 0.15:  # a guard rail: two steel bands on short posts
+            rail = Obj(
+                "guard rail",
+                self.side_quad(o, z0, z1, 0.45, 0.8),
+                _jitter(rng, (170, 172, 175), 0.1),
+                (z0 + z1) / 2,
+            )
+            rail.details.append((self.side_quad(o, z0, z1, 0.6, 0.65), (110, 112, 115)))
+            out.append(rail)
+        elif r < 0.55:
             h = rng.uniform(0.8, 2.6)
             wall = Obj(
                 "wall",
@@ -724,9 +736,42 @@ class SceneBuilder:
         color = _jitter(
             rng, [(60, 90, 60), (140, 140, 140), (170, 120, 40)][int(rng.integers(3))], 0.2
         )
+        # bins and boxes are `static`; prams, carts and parked scooters are `dynamic`
+        label = "static" if rng.uniform() < 0.7 else "dynamic"
         return [
-            Obj("static", self.front(z, [(x - w, 0), (x + w, 0), (x + w, h), (x - w, h)]), color, z)
+            Obj(label, self.front(z, [(x - w, 0), (x + w, 0), (x + w, h), (x - w, h)]), color, z)
         ]
+
+    def _bridge(self, z: float) -> None:
+        """A road or rail bridge across the street, between the building lines."""
+        rng = self.rng
+        x0, x1 = self.outer(-1), self.outer(1)
+        y0 = rng.uniform(4.5, 6.5)
+        color = _jitter(self.rng, self.style.wall_color, 0.15)
+        deck = Obj(
+            "bridge",
+            self.front(z, [(x0, y0), (x1, y0), (x1, y0 + rng.uniform(1.2, 2.5)), (x0, y0 + 1.2)]),
+            color,
+            z,
+        )
+        deck.details.append(
+            (
+                self.front(z, [(x0, y0), (x1, y0), (x1, y0 + 0.25), (x0, y0 + 0.25)]),
+                _mix(color, (0, 0, 0), 0.35),
+            )
+        )
+        parts = [deck]
+        for x in (self.edge(-1) - 0.8, self.edge(1) + 0.8):
+            parts.append(
+                Obj(
+                    "bridge",
+                    self.front(z, [(x - 0.4, 0), (x + 0.4, 0), (x + 0.4, y0), (x - 0.4, y0)]),
+                    _mix(color, (0, 0, 0), 0.15),
+                    z,
+                )
+            )
+        self.add_street(z, parts)
+        self.shadows.append(self.ground_quad(x0, x1, z - 1.5, z + 3))
 
     # -- vehicles and people -----------------------------------------------------------------
     def _traffic(self) -> None:
@@ -739,8 +784,8 @@ class SceneBuilder:
             while z < 130:
                 if rng.uniform() < 0.3 + 0.6 * st.traffic:
                     kind = rng.choice(
-                        ["car", "truck", "bus", "bicycle", "motorcycle"],
-                        p=[0.72, 0.09, 0.08, 0.07, 0.04],
+                        ["car", "truck", "bus", "caravan", "trailer", "bicycle", "motorcycle"],
+                        p=[0.70, 0.08, 0.07, 0.02, 0.02, 0.07, 0.04],
                     )
                     x = xc + rng.uniform(-0.5, 0.5)
                     if kind in ("bicycle", "motorcycle"):
@@ -777,7 +822,7 @@ class SceneBuilder:
                 ][int(rng.integers(7))],
                 0.1,
             )
-        elif kind == "truck":
+        elif kind in ("truck", "caravan", "trailer"):
             w, h, length = rng.uniform(2.3, 2.55), rng.uniform(2.8, 3.8), rng.uniform(6, 10)
             paint = _jitter(
                 rng,
