@@ -59,7 +59,11 @@ def test_real_run_folder_end_to_end(real_run: Path) -> None:
         )
         assert response.status_code == 200, response.text
         mask = np.asarray(Image.open(io.BytesIO(response.content)))
-        np.testing.assert_array_equal(mask, Predictor.load(real_run).predict(image))
+        assert mask.shape == (30, 100)
+        # Same weights, another TF function instance: oneDNN may round differently, which
+        # flips argmax where an untrained model's logits nearly tie, so allow a few pixels.
+        agreement = (mask == Predictor.load(real_run).predict(image)).mean()
+        assert agreement > 0.99, agreement
 
         listing = client.get("/v1/samples").json()
         assert listing["count"] > 0
