@@ -62,7 +62,9 @@ def test_bench_loader_json(tmp_path: Path) -> None:
     make_tree(tmp_path / "data", {"train": ["aachen", "bochum"]}, frames=4, size=(64, 32))
     out = tmp_path / "bench.json"
     args = ["bench", "loader", "--data", str(tmp_path / "data"), "--size", "32x16"]
-    result = runner.invoke(app, [*args, "--batches", "3", "--batch-size", "2", "--json", str(out)])
+    result = runner.invoke(
+        app, [*args, "--batches", "3", "--batch-size", "2", "--repeats", "2", "--json", str(out)]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["cores"] >= 1 and data["plain_loop"]["images_per_s"] > 0
@@ -71,3 +73,5 @@ def test_bench_loader_json(tmp_path: Path) -> None:
     }  # fmt: skip
     assert all(r["images"] == 6 for r in data["runs"])  # 3 timed batches of 2
     assert "speedup_2w_processes_vs_1w_decode_noaug" in data["summary"]
+    assert data["repeats"] == 2
+    assert all(r["images_per_s"] >= r["median_images_per_s"] for r in data["runs"])

@@ -172,6 +172,7 @@ def bench_loader_cmd(
     augment: str = typer.Option("hflip,scale_crop,color", help="Techniques of the augmented runs."),
     split_name: str = typer.Option("train", "--split", help="Official split to read."),
     json_out: Path | None = typer.Option(None, "--json", help="Write the results here as JSON."),
+    repeats: int = typer.Option(1, min=1, help="Interleaved rounds; the best round is reported."),
 ) -> None:
     """Loader images/s for each worker count, with/without cache and augmentation."""
     from rich.table import Table
@@ -189,16 +190,18 @@ def bench_loader_cmd(
             batches=batches,
             batch_size=batch_size,
             augment=[a.strip() for a in augment.split(",") if a.strip()],
+            repeats=repeats,
         )
     except (DataError, ValueError) as err:
         raise _fail(err) from err
     table = Table(title=f"loader at {size}, {result['cores']} cores")
-    for column in ("workers", "mode", "cache", "augment", "images/s", "× plain loop"):
+    for column in ("workers", "mode", "cache", "augment", "images/s", "median", "× plain loop"):
         table.add_column(column, justify="right")
     for run in result["runs"]:
         table.add_row(
             str(run["workers"]), run["mode"], str(run["cache"]), str(run["augment"]),
-            f"{run['images_per_s']:.1f}", f"{run['ratio_to_plain_loop']:.2f}",
+            f"{run['images_per_s']:.1f}", f"{run['median_images_per_s']:.1f}",
+            f"{run['ratio_to_plain_loop']:.2f}",
         )  # fmt: skip
     console.print(table)
     console.print(f"plain single-process loop: {result['plain_loop']['images_per_s']:.1f} images/s")
