@@ -77,6 +77,13 @@ def _check_hand_computed(result: dict) -> None:
 def test_evaluate_sums_the_whole_split_at_label_resolution(two_frames: list[Sample]) -> None:
     result = ev.evaluate(FakePredictor({1: PRED_A, 2: PRED_B}), two_frames, batch_size=1)
     _check_hand_computed(result)
+    # The metrics module's category-level accumulator agrees (categories in, no label ids).
+    from cityseg import metrics
+
+    theirs = metrics.CategoryIoU()
+    for gt, pred in ((GT_A, PRED_A), (GT_B, PRED_B)):
+        theirs.update(gt, pred)
+    assert theirs.result()["category_iou"] == pytest.approx(result["category_iou"])
     # Worst image first: A scores 2.17/6 = 0.36 per image, B (7/8 + 0) / 2 = 0.44.
     assert [w["stem"] for w in result["worst_images"]] == [s.stem for s in two_frames]
     assert result["worst_images"][0]["miou"] == pytest.approx((0.5 + 2 / 3 + 1) / 6)

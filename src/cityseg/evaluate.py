@@ -4,7 +4,7 @@ Everything is accumulated into one confusion matrix over *official label ids* (r
 truth ids, columns: predicted ids; predicted categories are written as their representative
 ids first). From that single matrix come both
 - the 8-category scores (`miou`, `dice`, `pixel_accuracy`, per category, confusion matrix),
-  after folding ids into categories; and
+  after folding ids into categories, with `metrics.scores`; and
 - `category_iou`: the official Cityscapes category-level IoU, computed exactly as
   `cityscapesscripts.evaluation.evalPixelLevelSemanticLabeling.getIouScoreForCategory`
   does (ignoreInEval ground truth never counts as a false positive, a prediction into an
@@ -97,33 +97,12 @@ def image_miou(cm8: np.ndarray) -> float:
     return float((tp[union > 0] / union[union > 0]).mean()) if (union > 0).any() else math.nan
 
 
-def category_scores(cm8: np.ndarray) -> dict[str, Any]:
-    """mIoU, Dice and pixel accuracy of an 8x8 category confusion matrix (whole-split sums).
-
-    A category absent from both truth and prediction has NaN IoU/Dice and is left out of
-    the means, so a split without, say, `object` is not punished for it.
-    """
-    cm8 = np.asarray(cm8, dtype=np.float64)
-    tp = np.diag(cm8)
-    truth, pred = cm8.sum(axis=1), cm8.sum(axis=0)
-    union = truth + pred - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        iou = np.where(union > 0, tp / union, np.nan)
-        dice = np.where(truth + pred > 0, 2 * tp / (truth + pred), np.nan)
-    total = cm8.sum()
-    return {
-        "miou": nanmean(iou.tolist()),
-        "per_category_iou": dict(zip(labels.CATEGORIES, iou.tolist(), strict=True)),
-        "dice": nanmean(dice.tolist()),
-        "per_category_dice": dict(zip(labels.CATEGORIES, dice.tolist(), strict=True)),
-        "pixel_accuracy": float(tp.sum() / total) if total else math.nan,
-    }
-
-
 def summarise(cm_ids: np.ndarray) -> dict[str, Any]:
     """All scores of a split from its label-id confusion matrix."""
+    from cityseg import metrics
+
     cm8 = fold_to_categories(cm_ids)
-    result = category_scores(cm8)
+    result = metrics.scores(cm8)
     official = official_category_iou(cm_ids)
     result["category_iou"] = nanmean(official.values())
     result["per_category_iou_official"] = official

@@ -1,0 +1,111 @@
+"""`cityseg predict` formats and sizes, bad inputs, and the predict -> evaluate round trip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from cityseg.cli import app
+from cityseg.data import labels
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder holding an untrained unet_mini at 64x32 (predictions need no training)."""
+    import keras
+
+    from cityseg.models.registry import create_model
+
+    keras.utils.set_random_seed(0)
+    run = tmp_path_factory.mktemp("run")
+    create_model("unet_mini", input_size=(64, 32)).save(run / "model.keras")
+    return run
+
+
+@pytest.fixture(scope="module")
+def manifest(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from cityseg.data.split import make_split
+
+    return make_split(synth_root).save(tmp_path_factory.mktemp("split") / "split.json")
+
+
+def _predict(run: Path, source: Path, out: Path, fmt: str) -> object:
+    args = ["predict", "--run", str(run), "--input", str(source), "--out", str(out)]
+    return runner.invoke(app, [*args, "--format", fmt])
+
+
+@pytest.mark.parametrize("fmt", ["labelIds", "categories", "color", "overlay"])
+def test_every_format_is_written_at_the_original_size(
+    fmt: str, run_dir: Path, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    # A square frame (letterboxed, never squashed) and a Cityscapes-named one in a sub-folder.
+    square = rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    Image.fromarray(square).save(source / "square.jpg")
+    named = rng.integers(0, 255, (50, 120, 3), dtype=np.uint8)
+    Image.fromarray(named).save(source / "sub" / "berlin_000001_000002_leftImg8bit.png")
+    result = _predict(run_dir, source, tmp_path / "out", fmt)
+    assert result.exit_code == 0, result.output
+    first = np.asarray(Image.open(tmp_path / "out" / "square.png"))
+    second = np.asarray(
+        Image.open(tmp_path / "out" / "sub" / "berlin_000001_000002_leftImg8bit.png")
+    )
+    assert first.shape[:2] == (80, 80) and second.shape[:2] == (50, 120)
+    if fmt == "labelIds":
+        assert set(np.unique(second)) <= set(labels.CATEGORY_TO_ID.tolist())
+        assert second.ndim == 2
+    elif fmt == "categories":
+        assert second.ndim == 2 and second.max() < labels.NUM_CLASSES
+    else:
+        assert second.shape == (50, 120, 3)
+    if fmt == "color":
+        assert {tuple(c) for c in second.reshape(-1, 3)} <= {tuple(c) for c in labels.PALETTE}
+
+
+def test_a_bad_input_is_named_and_the_others_are_written(run_dir: Path, tmp_path: Path) -> None:
+    source = tmp_path / "in"
+    source.mkdir()
+    Image.fromarray(np.zeros((32, 64, 3), dtype=np.uint8)).save(source / "a_good.png")
+    (source / "b_broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    Image.fromarray(np.full((40, 40, 3), 9, dtype=np.uint8)).save(source / "c_good.png")
+    result = _predict(run_dir, source, tmp_path / "out", "categories")
+    assert result.exit_code == 1
+    assert "b_broken.png" in result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_good.png", "c_good.png"]
+
+
+def test_unknown_format_and_missing_input_are_clear_errors(run_dir: Path, tmp_path: Path) -> None:
+    result = _predict(run_dir, tmp_path, tmp_path / "out", "jpeg")
+    assert result.exit_code == 2 and "--format" in result.output
+    result = _predict(run_dir, tmp_path / "nowhere", tmp_path / "out", "labelIds")
+    assert result.exit_code == 2 and "nowhere" in result.output
+
+
+def test_predicted_label_ids_score_like_the_model(
+    run_dir: Path, synth_root: Path, manifest: Path, tmp_path: Path
+) -> None:
+    """predict --format labelIds, then evaluate --predictions == evaluate --run (same split)."""
+    out = tmp_path / "pred"
+    result = _predict(run_dir, synth_root / "leftImg8bit" / "val", out, "labelIds")
+    assert result.exit_code == 0, result.output
+    common = ["--manifest", str(manifest), "--split", "test", "--json"]
+    by_folder = runner.invoke(app, ["evaluate", "--predictions", str(out), *common])
+    assert by_folder.exit_code == 0, by_folder.output
+    by_model = runner.invoke(app, ["evaluate", "--run", str(run_dir), *common])
+    assert by_model.exit_code == 0, by_model.output
+    folder_scores = json.loads(by_folder.stdout.strip().splitlines()[-1])
+    model_scores = json.loads(by_model.stdout.strip().splitlines()[-1])
+    for key in ("miou", "category_iou", "dice", "pixel_accuracy"):
+        assert folder_scores[key] == pytest.approx(model_scores[key], abs=1e-9), key
+    assert model_scores["num_images"] == len(list(out.rglob("*.png")))
+    assert (run_dir / "eval_test.json").is_file()
+    assert (run_dir / "plots" / "confusion_matrix_test.png").is_file()
