@@ -216,3 +216,15 @@ def test_deeplabv3plus_resnet50_backbone():
     assert tuple(model(raw_batch("deeplabv3plus")).shape) == (2, 32, 64, 8)
     with pytest.raises(ValueError, match="backbone 'vgg' unknown"):
         build("deeplabv3plus", backbone="vgg")
+
+
+@pytest.mark.parametrize("name", ["unet_mini", "deeplabv3plus"])
+def test_logits_stay_float32_under_mixed_precision(name):
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build(name)
+        assert model.layers[-1].dtype_policy.compute_dtype == "float32"
+        out = model(raw_batch(name), training=False)
+        assert keras.backend.standardize_dtype(out.dtype) == "float32"
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
