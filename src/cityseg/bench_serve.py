@@ -244,8 +244,14 @@ def run_bench(
     timeout_s: float = 60.0,
     max_seconds: float = 600.0,
     startup_timeout_s: float = 180.0,
+    factory: str = "cityseg.service.app:create_app",
+    env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Start `cityseg serve` in a subprocess on a free port, load it, stop it, report."""
+    """Start the service in a subprocess on a free port, load it, stop it, report.
+
+    `factory` (module:function returning the app) and `env` exist for tests, which start a
+    server with a fake model instead of TensorFlow.
+    """
     from cityseg.service.app import resolve_model_path
     from cityseg.service.settings import Settings
 
@@ -253,12 +259,12 @@ def run_bench(
     payload, content_type, image_info = bench_image(model_path, size)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "CITYSEG_RUN": str(model_path)}
+    server_env = {**os.environ, **(env or {}), "CITYSEG_RUN": str(model_path)}
     command = [
-        sys.executable, "-m", "uvicorn", "cityseg.service.app:create_app", "--factory",
+        sys.executable, "-m", "uvicorn", factory, "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
-    process = subprocess.Popen(command, env=env)
+    process = subprocess.Popen(command, env=server_env)
     try:
         with PeakMemory(process.pid) as memory:
             started = time.perf_counter()

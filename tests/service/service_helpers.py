@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import time
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -64,3 +65,11 @@ def street_scene(width: int = 384, height: int = 192, shift: int = 0) -> np.ndar
         100,
     )  # human (6)
     return image
+
+
+def create_fake_app() -> Any:
+    """App factory for a server subprocess: the fake predictor instead of TensorFlow."""
+    from cityseg.service.app import create_app
+    from cityseg.service.settings import Settings
+
+    return create_app(Settings(), predictor=FakePredictor())

@@ -38,3 +38,23 @@ def test_serve_called_from_python_like_the_demo(
     serve(run=tmp_path, host="0.0.0.0", port=9999)  # the other options keep typer defaults
     assert (seen["host"], seen["port"]) == ("0.0.0.0", 9999)
     assert seen["settings"].run == tmp_path and seen["settings"].runtime == "auto"
+
+
+def test_bench_serve_cli_writes_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    calls: list[dict] = []
+
+    def fake_run_bench(**kwargs: object) -> dict:
+        calls.append(kwargs)
+        return {"benchmark": "serve", "throughput_rps": 1.5}
+
+    monkeypatch.setattr("cityseg.bench_serve.run_bench", fake_run_bench)
+    out = tmp_path / "out" / "serve.json"
+    args = ["bench", "serve", "--run", str(tmp_path), "--requests", "7", "--concurrency", "3",
+            "--size", "320x160", "--json", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["throughput_rps"] == 1.5
+    assert calls[0]["requests"] == 7 and calls[0]["concurrency"] == 3
+    assert calls[0]["size"] == (320, 160) and calls[0]["run"] == tmp_path

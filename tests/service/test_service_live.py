@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import os
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
 from PIL import Image
 from service_helpers import expected_mask, png_bytes, random_image
 
-from cityseg.bench_serve import load_test, percentiles
+from cityseg.bench_serve import load_test, percentiles, run_bench
 
 
 def test_eight_concurrent_clients_each_get_their_own_mask(live_server: str) -> None:
@@ -52,3 +54,26 @@ def test_percentiles() -> None:
     stats = percentiles(values)
     assert stats["p50"] == 50.5 and stats["max"] == 100.0 and stats["p99"] == 99.01
     assert percentiles([])["p50"] is None
+
+
+def test_run_bench_starts_measures_and_stops_a_server(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"")  # the fake factory never opens it
+    helpers = str(Path(__file__).parent)
+    pythonpath = os.pathsep.join(p for p in (helpers, os.environ.get("PYTHONPATH")) if p)
+    report = run_bench(
+        run=run,
+        requests=8,
+        concurrency=2,
+        size=(64, 32),
+        factory="service_helpers:create_fake_app",
+        env={"PYTHONPATH": pythonpath},
+        startup_timeout_s=60,
+    )
+    assert report["model"] == "fake_model" and report["completed"] == 8 and report["errors"] == 0
+    assert report["image"] == {"source": "synthetic JPEG", "width": 64, "height": 32,
+                               "bytes": report["image"]["bytes"]}  # fmt: skip
+    assert report["throughput_rps"] > 0 and report["latency_ms"]["p50"] > 0
+    assert report["server_peak_rss_mb"] > 10
+    assert report["server_peak_rss_mb"] >= report["server_sampled_peak_rss_mb"] * 0.99

@@ -81,23 +81,3 @@ def test_real_run_folder_end_to_end(real_run: Path) -> None:
             "vehicle",
         }
         assert all(v is None or 0.0 <= v <= 1.0 for v in result["iou"].values())
-
-
-def test_bench_serve_on_a_real_run(real_run: Path, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
-    from cityseg.cli import app
-
-    out = tmp_path / "bench.json"
-    result = CliRunner().invoke(
-        app,
-        ["bench", "serve", "--run", str(real_run), "--requests", "6", "--concurrency", "2",
-         "--json", str(out)],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    report = json.loads(out.read_text())
-    assert report["model"] == "tiny" and report["runtime"] == "keras"
-    assert report["completed"] == 6 and report["errors"] == 0
-    assert report["image"]["source"].startswith("test sample")
-    assert report["throughput_rps"] > 0 and report["latency_ms"]["p99"] > 0
-    assert report["server_peak_rss_mb"] > 50  # TensorFlow alone is more than that
