@@ -97,8 +97,18 @@ class SampleStore:
             make_ref(s.image, getattr(s, "label", None), getattr(s, "city", ""))
             for s in manifest.test
         ]
-        log.info("%d test samples from %s", len(refs), path)
-        return cls(refs, source=path)
+        present = [ref for ref in refs if ref.image.is_file()]
+        if len(present) < len(refs):
+            # A manifest written from another working directory: say so, serve what exists.
+            log.warning(
+                "%s: %d of %d test images missing (first: %s)",
+                path,
+                len(refs) - len(present),
+                len(refs),
+                next(ref.image for ref in refs if not ref.image.is_file()),
+            )
+        log.info("%d test samples from %s", len(present), path)
+        return cls(present, source=path)
 
 
 def manifest_for(model_path: Path | None) -> Path | None:
