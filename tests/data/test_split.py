@@ -118,3 +118,10 @@ def test_decode_drops_bad_samples_only_when_asked(tmp_path: Path) -> None:
     manifest = make_split(tmp_path, decode=True, skip_bad=True)
     kept = [s.image for s in manifest.train + manifest.val]
     assert broken not in kept and len(kept) == 11
+
+
+def test_split_of_the_synthetic_tree(synth_root: Path) -> None:
+    manifest = make_split(synth_root, seed=0)
+    _assert_no_leak(manifest)
+    assert manifest.test == list_samples(synth_root, "val")
+    assert len(manifest.cities("val")) == 1 and len(manifest.cities("train")) == 2
