@@ -228,3 +228,17 @@ def test_logits_stay_float32_under_mixed_precision(name):
         assert keras.backend.standardize_dtype(out.dtype) == "float32"
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_imagenet_with_unsupported_width_keeps_keras_reason():
+    with pytest.raises(encoders.EncoderWeightsError, match="alpha can be one of"):
+        create_model(
+            "lraspp_mobilenetv3", input_size=(64, 32), alpha=0.5, encoder_weights="imagenet"
+        )
+
+
+def test_corrupt_weights_file_is_named(tmp_path: Path):
+    bad = tmp_path / "broken.weights.h5"
+    bad.write_bytes(b"not hdf5")
+    with pytest.raises(encoders.EncoderWeightsError, match=r"broken\.weights\.h5"):
+        build("unet_mobilenetv2", encoder_weights=bad)

@@ -135,25 +135,20 @@ def _weights_arg(weights: str | Path | None) -> str | None:
     return str(path)
 
 
-def _missing_weights_message(app: str, error: BaseException) -> str:
-    # keras.utils.get_file names the URL in its error: point the user at the exact file.
-    text = str(error)
-    cause = error.__cause__ or error.__context__
-    urls = re.findall(r"https?://\S+?\.h5", f"{text} {cause or ''}")
-    if urls:
-        url = urls[0]
-        fname = url.rsplit("/", 1)[-1]
-        return (
-            f"could not download ImageNet weights for {app}: {text}\n"
-            f"Fetch {url} on a machine with internet and copy it to ~/.keras/models/{fname} "
-            f"(Keras then uses it without downloading), or pass its path as "
-            f"encoder_weights=/path/to/{fname}."
-        )
+def _download_url(error: BaseException) -> str | None:
+    """The weights URL named by a failed `keras.utils.get_file`, if the error is one."""
+    texts = [str(error), str(error.__cause__ or ""), str(error.__context__ or "")]
+    urls = re.findall(r"https?://\S+?\.h5", " ".join(texts))
+    return urls[0] if urls else None
+
+
+def _missing_weights_message(app: str, url: str, error: BaseException) -> str:
+    fname = url.rsplit("/", 1)[-1]
     return (
-        f"could not load ImageNet weights for {app}: {text}\n"
-        f"Download the '{app}' no-top weights file from "
-        f"https://storage.googleapis.com/tensorflow/keras-applications/ into ~/.keras/models/, "
-        f"or pass its path as encoder_weights=PATH."
+        f"could not download ImageNet weights for {app}: {error}\n"
+        f"Fetch {url} on a machine with internet and copy it to ~/.keras/models/{fname} "
+        f"(Keras then uses it without downloading), or pass its path as "
+        f"encoder_weights=/path/to/{fname}."
     )
 
 
@@ -189,8 +184,11 @@ def build_encoder(
             input_shape=input_shape, include_top=False, weights=weights_arg, **kwargs
         )
     except Exception as error:
-        if weights_arg == "imagenet":
-            raise EncoderWeightsError(_missing_weights_message(info.application, error)) from error
+        url = _download_url(error) if weights_arg == "imagenet" else None
+        if url is not None:
+            raise EncoderWeightsError(
+                _missing_weights_message(info.application, url, error)
+            ) from error
         if weights_arg is not None:
             raise EncoderWeightsError(
                 f"could not load encoder weights {weights_arg} into {info.application}: {error}"
