@@ -893,9 +893,19 @@ def _cell(value: Any) -> str:
     return DASH if value is None else str(value)
 
 
+def _first_file(bench_dir: Path, names: Sequence[str]) -> Path | None:
+    """The first benchmark file found in `bench_dir`, then in `reports/` (the bench default)."""
+    for folder in (bench_dir, Path("reports")):
+        for name in names:
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
 def _section_pipeline(note: Note, bench_dir: Path) -> None:
     note.add("## 7. Data pipeline and speed")
-    loader = read_json(bench_dir / "loader.json")
+    loader_path = _first_file(bench_dir, ("loader.json", "bench_loader.json"))
+    loader = read_json(loader_path) if loader_path else None
     note.add(
         "Training batches come from a `keras.utils.PyDataset` (`CityscapesSequence`): frames are "
         "decoded and resized once (image bilinear, mask nearest, aspect kept) into an on-disk "
@@ -903,18 +913,21 @@ def _section_pipeline(note: Note, bench_dir: Path) -> None:
         "processes; the last partial batch is kept."
     )
     if loader is not None:
-        note.add(f"Measured loader throughput (`{bench_dir / 'loader.json'}`):", json_table(loader))
+        note.add(f"Measured loader throughput (`{loader_path}`):", json_table(loader))
     else:
         note.add(
-            f"No loader benchmark found (`{bench_dir / 'loader.json'}`; run `cityseg bench loader`)."
+            f"No loader benchmark found: run `cityseg bench loader --json {bench_dir / 'loader.json'}`."
         )
     grid = note.fig_dir / "augmentations.png"
     note.figure(grid, "The augmentation techniques applied to one frame (image and mask)")
-    latency = read_json(bench_dir / "latency.json")
+    latency_path = _first_file(bench_dir, ("latency.json", "bench_latency.json"))
+    latency = read_json(latency_path) if latency_path else None
     if latency is not None:
-        note.add(f"Inference latency (`{bench_dir / 'latency.json'}`):", json_table(latency))
+        note.add(f"Inference latency (`{latency_path}`):", json_table(latency))
     else:
-        note.add(f"No latency benchmark found (`{bench_dir / 'latency.json'}`).")
+        note.add(
+            f"No latency benchmark found: run `cityseg bench latency --json {bench_dir / 'latency.json'}`."
+        )
 
 
 def _section_limits(
