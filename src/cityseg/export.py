@@ -179,21 +179,26 @@ def to_litert(
 
 
 def to_onnx(model: Any, size: tuple[int, int], out: Path, opset: int = ONNX_OPSET) -> Path:
-    """Convert a Keras model to ONNX (tf2onnx, opset >= 13) at batch 1; unsupported ops fail."""
+    """Convert a Keras model to ONNX (tf2onnx, opset >= 13) at batch 1; unsupported ops fail.
+
+    The graph goes through the same SavedModel as the LiteRT export rather than
+    `tf2onnx.convert.from_function`: the latter turns constants that a layer built eagerly
+    (e.g. EfficientNet's Normalization mean/variance) into extra, unfed graph inputs.
+    """
     import onnx
-    import tensorflow as tf
     import tf2onnx
+    from tf2onnx import tf_loader
 
-    spec = tf.TensorSpec((1, size[1], size[0], 3), tf.float32, name="image")
-
-    @tf.function(input_signature=[spec], autograph=False)
-    def serve(image: Any) -> Any:
-        return model(image, training=False)
-
-    with _numpy2_shims():
+    with tempfile.TemporaryDirectory() as saved_model, _numpy2_shims():
+        _write_saved_model(model, size, saved_model)
         try:
-            proto, _ = tf2onnx.convert.from_function(serve, input_signature=[spec], opset=opset)
-        except Exception as err:
+            graph_def, inputs, outputs = tf_loader.from_saved_model(
+                saved_model, None, None, tag="serve", signatures=["serving_default"]
+            )
+            proto, _ = tf2onnx.convert.from_graph_def(
+                graph_def, input_names=inputs, output_names=outputs, opset=opset
+            )
+        except Exception as err:  # tf2onnx raises bare Exceptions and ValueErrors alike
             raise ExportError(
                 f"{model.name}: tf2onnx failed ({type(err).__name__}: {err})"
             ) from err
@@ -205,6 +210,9 @@ def to_onnx(model: Any, size: tuple[int, int], out: Path, opset: int = ONNX_OPSE
     if unknown:
         listed = ", ".join(f"{op} (in {name})" for op, name in unknown[:5])
         raise ExportError(f"{model.name}: ops with no ONNX opset-{opset} equivalent: {listed}")
+    if len(proto.graph.input) != 1:
+        names = [i.name for i in proto.graph.input]
+        raise ExportError(f"{model.name}: ONNX graph has inputs {names}, expected only the image")
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))
     return out
