@@ -167,3 +167,26 @@ def test_pixel_frequencies_over_batches():
     np.testing.assert_allclose(losses.pixel_frequencies(np.concatenate([y1, y2])), freq)
     with pytest.raises(ValueError, match=r"found \[9\]"):
         losses.pixel_frequencies(np.array([[9]], "uint8"))
+
+
+@pytest.mark.parametrize("name", losses.LOSSES)
+def test_every_loss_fits_in_a_compiled_graph(name):
+    # The trainer compiles with XLA when it can: every loss must trace (no numpy, no eager).
+    from cityseg.metrics import MeanIoU
+
+    rng = np.random.default_rng(6)
+    x = rng.normal(size=(4, 4, 6, 3)).astype("float32")
+    y = rng.integers(0, C, (4, 4, 6)).astype("uint8")
+    y[:, 0] = 255
+    inputs = keras.Input((4, 6, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(C, 1)(inputs))
+    weights = [1.0] * C if name == "weighted_ce" else None
+    model.compile(
+        optimizer="adam",
+        loss=losses.get_loss(name, class_weights=weights, ignore_index=255),
+        metrics=[MeanIoU()],
+        jit_compile=True,
+    )
+    history = model.fit(x, y, batch_size=3, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all()
+    assert 0.0 <= history.history["miou"][-1] <= 1.0
