@@ -96,24 +96,22 @@ def set_mixed_precision(enabled: bool) -> bool:
 def class_weights(
     samples: Sequence[Any], size: tuple[int, int], max_samples: int = 200
 ) -> np.ndarray:
-    """ENet class weights `1 / ln(1.02 + p)` from train pixel frequencies (at the train size).
+    """Class weights for `weighted_ce` from the train pixel frequencies at the train size.
 
-    At most `max_samples` labels are read (evenly spaced), enough for stable frequencies.
+    At most `max_samples` labels are read (evenly spaced), enough for stable frequencies;
+    the weighting is `losses.class_weights_from_frequencies` (mean pixel weight 1).
     """
     from cityseg.data.cityscapes import read_label
     from cityseg.data.resize import resize_mask
+    from cityseg.losses import class_weights_from_frequencies, pixel_frequencies
 
     step = max(1, math.ceil(len(samples) / max_samples))
-    counts = np.zeros(labels.NUM_CLASSES, dtype=np.int64)
-    for sample in samples[::step]:
-        cats = labels.to_categories(
-            resize_mask(read_label(sample.label), size), source=str(sample.label)
-        )
-        counts += np.bincount(cats.ravel(), minlength=labels.NUM_CLASSES)[: labels.NUM_CLASSES]
-    freq = counts / max(1, counts.sum())
-    weights = 1.0 / np.log(1.02 + freq)
-    # Normalised to mean 1 so the loss scale (and the learning rate that suits it) is unchanged.
-    return (weights / weights.mean()).astype(np.float32)
+    masks = (
+        labels.to_categories(resize_mask(read_label(s.label), size), source=str(s.label))
+        for s in samples[::step]
+    )
+    freq = pixel_frequencies(masks, num_classes=labels.NUM_CLASSES)
+    return class_weights_from_frequencies(freq).astype(np.float32)
 
 
 def _check_batches(batch_size: int, replicas: int, sets: dict[str, Sequence[Any]]) -> None:
