@@ -89,3 +89,30 @@ def test_model_error_reaches_the_caller_and_the_thread_survives() -> None:
 
     asyncio.run(main())
     worker.close()
+
+
+def test_full_queue_is_503_with_retry_after_over_http() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+    from service_helpers import png_bytes
+
+    from cityseg.service.app import create_app
+    from cityseg.service.settings import Settings
+
+    predictor = GatedPredictor()
+    app = create_app(Settings(max_queue=1, max_batch=1), predictor=predictor)
+    files = {"file": ("x.png", png_bytes(random_image(4, 4)), "image/png")}
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        busy = pool.submit(client.post, "/v1/segment", files=files)
+        assert predictor.started.wait(10)  # the inference thread holds request 1
+        queued = pool.submit(client.post, "/v1/segment", files=files)
+        for _ in range(200):  # until request 2 sits in the queue
+            if app.state.service.worker._jobs.qsize() == 1:
+                break
+            threading.Event().wait(0.01)
+        rejected = client.post("/v1/segment", files=files)
+        assert rejected.status_code == 503 and rejected.headers["Retry-After"] == "1"
+        assert "busy" in rejected.json()["detail"]
+        predictor.gate.set()
+        assert busy.result().status_code == 200 and queued.result().status_code == 200
