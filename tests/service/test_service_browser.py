@@ -79,6 +79,22 @@ def test_upload_shows_mask_overlay_and_legend(live_server: str) -> None:
             assert overlay == [int(v) for v in image[10, 10]]
             page.locator("#alpha").fill("55")
 
+            # Drag and drop onto the drop zone works like the file picker.
+            dropped = io.BytesIO()
+            Image.fromarray(street_scene(192, 96)).save(dropped, format="PNG")
+            page.evaluate(
+                """(bytes) => {
+                    const transfer = new DataTransfer();
+                    transfer.items.add(new File([new Uint8Array(bytes)], "dropped.png",
+                                                {type: "image/png"}));
+                    document.getElementById("drop").dispatchEvent(
+                        new DragEvent("drop", {dataTransfer: transfer, bubbles: true}));
+                }""",
+                list(dropped.getvalue()),
+            )
+            expect(page.locator("#status")).to_contain_text("dropped.png: done")
+            expect(page.locator("#summary")).to_contain_text("192×96 px")
+
             # A test sample: ground truth beside the prediction, IoU column filled.
             expect(page.locator("#sample-select option")).to_have_count(3)
             page.select_option("#sample-select", index=2)  # the second sample: shift 8
