@@ -347,6 +347,11 @@ def test_samples_from_run_config_manifest(tmp_path: Path, monkeypatch: pytest.Mo
     assert samples_module.manifest_for(tmp_path) == Path("data/x/split.json")
     (tmp_path / "config.yaml").write_text("data:\n  root: data/x\n  manifest: m.json\n")
     assert samples_module.manifest_for(tmp_path) == Path("m.json")
+    export = tmp_path / "export" / "model_int8.tflite"  # an exported model of the run
+    export.parent.mkdir()
+    export.write_bytes(b"")
+    assert samples_module.manifest_for(export) == Path("m.json")
+    assert samples_module.manifest_for(None) is None
 
 
 # ----------------------------------------------------------------------------- security, page
