@@ -250,6 +250,8 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
         "images_per_s": 1.0 / median,
         "peak_rss_mb": peak_kb / 1024,
         "rss_delta_mb": (peak_kb * 1024 - rss_before) / 2**20,
+        # ONNX Runtime / LiteRT rows must not pay for TensorFlow: recorded, and tested.
+        "tensorflow_imported": "tensorflow" in sys.modules,
     }
 
 

@@ -59,7 +59,7 @@ def export_command(
     line = f"parity on {parity['images']} images: pixel agreement {parity['pixel_agreement']:.5f}"
     if "miou_delta" in parity:
         line += f", mIoU {parity['miou_keras']:.4f} -> {parity['miou_export']:.4f}"
-        line += f" (delta {100 * parity['miou_delta']:+.2f} points)"
+        line += f" ({100 * parity['miou_delta']:+.2f} points lost vs Keras)"
     typer.echo(line)
     typer.echo(
         f"latency {meta['latency_ms']:.1f} ms/image (batch 1, {meta['latency_threads']} threads)"

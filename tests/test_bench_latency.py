@@ -1,0 +1,73 @@
+"""`bench_latency`: one fresh process per variant, honest fields, speed-ups against Keras predict."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cityseg.bench_latency import bench_latency, count_flops, matmul_peak_gflops, write_json
+from cityseg.data.labels import NUM_CLASSES
+from cityseg.export import ParityImage
+
+SIZE = (32, 16)
+
+
+def _model():
+    import keras
+
+    inputs = keras.Input((SIZE[1], SIZE[0], 3))
+    x = keras.layers.Rescaling(1 / 255)(inputs)
+    x = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)(x)
+    outputs = keras.layers.Conv2D(NUM_CLASSES, 1, use_bias=False)(x)
+    return keras.Model(inputs, outputs)
+
+
+def test_count_flops_matches_hand_count() -> None:
+    # 3x3 conv 3->4 and 1x1 conv 4->8 without bias: multiply-adds x 2 per output pixel.
+    pixels = SIZE[0] * SIZE[1]
+    expected = 2 * pixels * (3 * 3 * 3 * 4 + 4 * NUM_CLASSES)
+    flops = count_flops(_model(), SIZE)
+    assert expected <= flops <= expected + 2 * pixels * 3  # + the Rescaling multiply (and add)
+
+
+def test_matmul_peak_is_measured() -> None:
+    assert 0.1 < matmul_peak_gflops(n=256, repeats=3) < 1e5
+
+
+@pytest.mark.slow
+def test_bench_latency_rows(tmp_path: Path) -> None:
+    run = tmp_path / "bench_run"
+    run.mkdir()
+    _model().save(run / "model.keras")
+    rng = np.random.default_rng(0)
+    parity = [ParityImage(rng.integers(0, 256, (16, 32, 3), dtype=np.uint8))]
+    report = bench_latency(
+        [run],
+        variants=[
+            ("keras_predict", "fp32"),
+            ("keras", "fp32"),
+            ("onnx", "fp32"),
+            ("litert", "fp32"),
+        ],
+        warmup=1,
+        repeats=3,
+        export_kwargs={"parity": parity, "latency_runs": 0},
+    )
+    rows = {row["runtime"]: row for row in report["results"]}
+    assert set(rows) == {"keras_predict", "keras", "onnx", "litert"}
+    for row in rows.values():
+        assert 0 < row["median_ms"] <= row["p90_ms"]
+        assert row["images_per_s"] == pytest.approx(1000 / row["median_ms"])
+        assert row["peak_rss_mb"] > 0 and row["file_size_mb"] > 0
+        assert row["flops"] > 0 and row["fraction_of_peak"] > 0
+    assert rows["keras_predict"]["speedup_vs_keras_predict"] == pytest.approx(1.0)
+    # The embedded runtimes are measured in processes that never load TensorFlow.
+    assert not rows["onnx"]["tensorflow_imported"] and not rows["litert"]["tensorflow_imported"]
+    assert rows["keras"]["tensorflow_imported"]
+    assert rows["litert"]["parity"]["pixel_agreement"] >= 0.999
+    assert report["machine"]["matmul_peak_gflops"] > 0
+    out = write_json(report, tmp_path / "out" / "latency.json")
+    assert json.loads(out.read_text())["settings"]["batch"] == 1
