@@ -211,6 +211,45 @@ def test_an_existing_run_is_not_overwritten(
         train(tiny_config(synth_root, manifest), trained_run, resume=True)
 
 
+def test_mixed_precision_is_refused_politely_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
+    import keras
+
+    from cityseg.train import set_mixed_precision
+
+    assert set_mixed_precision(True) is False
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert "needs a GPU" in caplog.text
+
+
+@pytest.mark.slow
+def test_frozen_encoder_epochs_then_unfrozen_and_recompiled(
+    synth_root: Path, manifest: Path, tmp_path: Path
+) -> None:
+    import keras
+
+    from cityseg.train import train
+
+    seen: list[tuple[int, bool, int]] = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            encoder = self.model.get_layer("encoder")
+            seen.append((epoch, encoder.trainable, len(self.model.trainable_weights)))
+
+    cfg = tiny_config(
+        synth_root,
+        manifest,
+        "model.name=lraspp_mobilenetv3",
+        "model.freeze_epochs=1",
+        "train.epochs=2",
+        "train.steps_per_epoch=2",
+    )
+    train(cfg, tmp_path / "run", callbacks=[Spy()])
+    assert [(epoch, trainable) for epoch, trainable, _ in seen] == [(0, False), (1, True)]
+    assert seen[1][2] > seen[0][2]  # the encoder's weights joined the trainable set
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == 2
+
+
 # --------------------------------------------------------------------------- subprocesses
 
 
@@ -251,6 +290,7 @@ def test_resume_after_sigkill_runs_every_epoch_exactly_once(
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs_run"] == 4 and not math.isnan(metrics["val"]["miou"])
     assert len(list((run / "checkpoint").glob("epoch_*.npz"))) == 1
+    assert len(list((run / "checkpoint").glob("best_*.npz"))) == 1
 
 
 MIRRORED = """

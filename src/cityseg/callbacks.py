@@ -6,7 +6,8 @@ epoch, so `cityseg train --resume` continues exactly where the last epoch ended:
 
 - learning rate: linear warm-up, then cosine / constant / halve-on-plateau, a pure function of
   the epoch (plus the plateau factor, which is part of the state);
-- best model on `val_miou` (weights in `checkpoint/best.npz`; `model.keras` is written from it);
+- best model on `val_miou` (weights in `checkpoint/best_NNNN.npz`; `model.keras` is written
+  from it at the end);
 - early stopping on `val_miou` (the wait counter is part of the state);
 - `history.csv`, one row per completed epoch, appended (and trimmed on resume so that an epoch
   killed half-way never appears twice).
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 MONITOR = "val_miou"
 STATE_FILE = "state.json"
-BEST_FILE = "best.npz"
 HISTORY_COLUMNS = ("epoch", "loss", "miou", "val_loss", "val_miou", "lr", "time_s")
 
 
@@ -74,6 +74,7 @@ class RunState:
     epoch_times: list[float] = field(default_factory=list)  # seconds per completed epoch
     mlflow_run_id: str | None = None  # the MLflow run to continue on resume
     weights_file: str = ""  # checkpoint file of the last completed epoch
+    best_file: str = ""  # weights of the best epoch so far (no optimizer state)
 
     def save(self, folder: Path) -> None:
         """Write `state.json` atomically."""
@@ -99,7 +100,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def save_arrays(path: Path, model: Any, *, optimizer: bool) -> None:
     """Model weights (and optimizer variables) to one `.npz`, atomically, in a fixed order."""
-    arrays = {f"w{i:05d}": np.asarray(v) for i, v in enumerate(model.get_weights())}
+    arrays: dict[str, Any] = {f"w{i:05d}": np.asarray(v) for i, v in enumerate(model.get_weights())}
     if optimizer and model.optimizer is not None:
         for i, var in enumerate(model.optimizer.variables):
             arrays[f"o{i:05d}"] = np.asarray(var.numpy())
@@ -238,14 +239,13 @@ class TrainingMonitor(keras.callbacks.Callback):
                 f"{MONITOR} missing from the epoch logs {sorted(logs)}: no validation set?"
             )
         improved = value > state.best_val_miou
+        previous = (state.weights_file, state.best_file)
         if improved:
-            state.best_val_miou, state.best_epoch, state.wait, state.plateau_wait = (
-                value,
-                epoch,
-                0,
-                0,
-            )
-            save_arrays(self.ckpt_dir / BEST_FILE, self.model, optimizer=False)
+            state.best_val_miou, state.best_epoch = value, epoch
+            state.wait = state.plateau_wait = 0
+            # A new name per epoch: until state.json is renamed, the previous best stays valid.
+            state.best_file = f"best_{epoch + 1:04d}.npz"
+            save_arrays(self.ckpt_dir / state.best_file, self.model, optimizer=False)
         else:
             state.wait += 1
             state.plateau_wait += 1
@@ -264,12 +264,11 @@ class TrainingMonitor(keras.callbacks.Callback):
             {"epoch": epoch + 1, **logs, "lr": self._lr, "time_s": seconds},
         )
         # The weights go first under a new name; state.json, renamed last, is the commit point.
-        name = f"epoch_{epoch + 1:04d}.npz"
-        save_arrays(self.ckpt_dir / name, self.model, optimizer=True)
-        previous = state.weights_file
-        state.weights_file = name
+        state.weights_file = f"epoch_{epoch + 1:04d}.npz"
+        save_arrays(self.ckpt_dir / state.weights_file, self.model, optimizer=True)
         state.save(self.ckpt_dir)
-        if previous and previous != name:
-            (self.ckpt_dir / previous).unlink(missing_ok=True)
+        for stale in previous:
+            if stale and stale not in (state.weights_file, state.best_file):
+                (self.ckpt_dir / stale).unlink(missing_ok=True)
         if self.on_epoch is not None:
             self.on_epoch(epoch, {**logs, "lr": self._lr, "epoch_time_s": seconds})

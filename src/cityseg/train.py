@@ -201,7 +201,7 @@ def _prepare_run_dir(config: Config, run_dir: Path, resume: bool) -> Any:
             state = RunState.load(ckpt)
             trim_history(run_dir / "history.csv", state.epoch)
             for stale in ckpt.glob("*.npz"):  # a kill between two renames can leave one behind
-                if stale.name not in (state.weights_file, "best.npz"):
+                if stale.name not in (state.weights_file, state.best_file):
                     stale.unlink()
             log.info(
                 "resuming %s after epoch %d (best val_miou %.4f)",
@@ -232,7 +232,7 @@ def train(
     """
     import keras
 
-    from cityseg.callbacks import BEST_FILE, TrainingMonitor, load_arrays
+    from cityseg.callbacks import TrainingMonitor, load_arrays
     from cityseg.data.generator import CityscapesSequence
     from cityseg.losses import get_loss
     from cityseg.tracking import Tracker
@@ -252,7 +252,7 @@ def train(
         raise TrainingError(f"{config.data.root}: the split needs train and val samples")
     size = config.input_size
     cache = config.data.cache_dir if config.data.cache else None
-    common = {
+    common: dict[str, Any] = {
         "size": size,
         "batch_size": config.data.batch_size,
         "cache_dir": cache,
@@ -330,8 +330,8 @@ def train(
         if start_epoch < t.epochs and not state.stopped_early:
             model.fit(train_seq, initial_epoch=start_epoch, epochs=t.epochs, **fit_args)
         log.info("training took %.1f s", time.perf_counter() - started)
-        best = run_dir / CHECKPOINT_DIR / BEST_FILE
-        if not best.is_file():
+        best = run_dir / CHECKPOINT_DIR / state.best_file
+        if not state.best_file or not best.is_file():
             raise TrainingError(f"{run_dir}: no epoch completed, no best model to report")
         _save_best_model(config, best, run_dir / "model.keras")
         metrics = finish_run(config, run_dir, manifest, state, tracker)
@@ -368,7 +368,7 @@ def finish_run(
     from cityseg.runtime import Predictor
 
     predictor = Predictor.load(run_dir / "model.keras")
-    model = predictor.backend.model
+    model = predictor.backend.model  # type: ignore[attr-defined]  # the Keras back end
     history = read_history(run_dir / "history.csv")
     plots.learning_curves(history, run_dir / "plots" / "learning_curves.png")
     metrics: dict[str, Any] = {

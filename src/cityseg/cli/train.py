@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 
@@ -16,7 +16,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 SPLITS = ("train", "val", "test")
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
 
@@ -143,7 +143,7 @@ def evaluate(
 
             result = ev.evaluate(Predictor.load(run, runtime), samples, progress=not as_json)
             out = out or (run if run.is_dir() else run.parent)
-        else:
+        elif predictions is not None:
             result = ev.evaluate_predictions(
                 predictions, samples, allow_extra=allow_extra, progress=not as_json
             )
