@@ -211,6 +211,34 @@ def test_an_existing_run_is_not_overwritten(
         train(tiny_config(synth_root, manifest), trained_run, resume=True)
 
 
+def test_steps_per_epoch_never_runs_out_of_data() -> None:
+    import keras
+
+    from cityseg.callbacks import LimitedSteps
+
+    class Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epochs_ended = 0
+
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            return np.full((2, 3), index, np.float32), np.ones((2, 1), np.float32)
+
+        def on_epoch_end(self) -> None:
+            self.epochs_ended += 1
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile("sgd", "mse")
+    data = Batches()
+    # Keras' steps_per_epoch=3 would exhaust 4 batches in epoch 2 and stop; each epoch restarts here.
+    history = model.fit(LimitedSteps(data, 3), epochs=5, verbose=0)
+    assert len(history.history["loss"]) == 5
+    assert data.epochs_ended >= 5  # every epoch reaches the dataset (new shuffle, new draws)
+
+
 def test_mixed_precision_is_refused_politely_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
     import keras
 

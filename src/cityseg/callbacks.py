@@ -272,3 +272,31 @@ class TrainingMonitor(keras.callbacks.Callback):
                 (self.ckpt_dir / stale).unlink(missing_ok=True)
         if self.on_epoch is not None:
             self.on_epoch(epoch, {**logs, "lr": self._lr, "epoch_time_s": seconds})
+
+
+class LimitedSteps(keras.utils.PyDataset):
+    """The first `steps` batches of `dataset` in each epoch (`train.steps_per_epoch`).
+
+    Keras' own `steps_per_epoch` keeps one iterator across epochs, so a finite PyDataset
+    runs out of data after `len / steps` epochs and training stops. Here every epoch is a
+    fresh pass that ends early; `on_epoch_end` still reaches the dataset, so each epoch
+    draws a new shuffle and new augmentations.
+    """
+
+    def __init__(self, dataset: Any, steps: int) -> None:
+        super().__init__(
+            workers=dataset.workers,
+            use_multiprocessing=dataset.use_multiprocessing,
+            max_queue_size=dataset.max_queue_size,
+        )
+        self.dataset = dataset
+        self.steps = max(1, min(int(steps), len(dataset)))
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int) -> Any:
+        return self.dataset[index]
+
+    def on_epoch_end(self) -> None:
+        self.dataset.on_epoch_end()

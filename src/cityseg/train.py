@@ -232,7 +232,7 @@ def train(
     """
     import keras
 
-    from cityseg.callbacks import TrainingMonitor, load_arrays
+    from cityseg.callbacks import LimitedSteps, TrainingMonitor, load_arrays
     from cityseg.data.generator import CityscapesSequence
     from cityseg.losses import get_loss
     from cityseg.tracking import Tracker
@@ -263,6 +263,7 @@ def train(
         manifest.train, augment=config.data.augment, shuffle=True, seed=t.seed, **common
     )
     train_seq.set_epoch(start_epoch)
+    train_data = LimitedSteps(train_seq, t.steps_per_epoch) if t.steps_per_epoch else train_seq
     val_seq = CityscapesSequence(manifest.val, **common)
 
     weights = class_weights(manifest.train, size) if t.loss == "weighted_ce" else None
@@ -312,7 +313,6 @@ def train(
         "validation_data": val_seq,
         "callbacks": [monitor, *(callbacks or [])],
         "verbose": 1 if sys.stdout.isatty() else 2,
-        "steps_per_epoch": t.steps_per_epoch or None,
     }
     started = time.perf_counter()
     status = "FAILED"
@@ -320,7 +320,7 @@ def train(
         # Phase 1 (frozen encoder) then phase 2 (everything trainable, recompiled).
         if start_epoch < freeze and not state.stopped_early:
             model.fit(
-                train_seq, initial_epoch=start_epoch, epochs=min(freeze, t.epochs), **fit_args
+                train_data, initial_epoch=start_epoch, epochs=min(freeze, t.epochs), **fit_args
             )
             start_epoch = state.epoch + 1
             if start_epoch == freeze and not state.stopped_early:
@@ -328,7 +328,7 @@ def train(
                     _set_frozen(model, False)
                     _compile(model, config, loss)
         if start_epoch < t.epochs and not state.stopped_early:
-            model.fit(train_seq, initial_epoch=start_epoch, epochs=t.epochs, **fit_args)
+            model.fit(train_data, initial_epoch=start_epoch, epochs=t.epochs, **fit_args)
         log.info("training took %.1f s", time.perf_counter() - started)
         best = run_dir / CHECKPOINT_DIR / state.best_file
         if not state.best_file or not best.is_file():
