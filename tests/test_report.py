@@ -284,3 +284,19 @@ def test_data_section_comes_from_the_manifest(synth_root: Path, tmp_path: Path) 
     shares = [float(_row(text, c)[1]) for c in CATS]
     assert sum(shares) == pytest.approx(100, abs=0.05)
     assert (tmp_path / "figures" / "class_frequencies.png").is_file()
+
+
+def test_flat_validation_is_flagged(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    run = write_run(runs_dir, "models", "collapsed")
+    rows = ["epoch,loss,miou,val_loss,val_miou,lr"]
+    rows += [f"{e},1.0,{0.2 + 0.1 * e},2.0,0.0345,0.002" for e in range(1, 5)]
+    (run / "history.csv").write_text("\n".join(rows) + "\n")
+    write_run(runs_dir, "models", "learning")  # its val mIoU moves: not flagged
+    text = report.write_report(
+        tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path
+    ).read_text()
+    assert "1 run(s) kept a flat validation mIoU" in text
+    assert (
+        "`models/collapsed`" in text and "`models/learning`" not in text.split("flat validation")[1]
+    )

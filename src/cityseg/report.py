@@ -930,6 +930,19 @@ def _section_pipeline(note: Note, bench_dir: Path) -> None:
         )
 
 
+def flat_validation(run: RunInfo, tol: float = 0.002, rise: float = 0.05) -> bool:
+    """True when validation mIoU stayed flat after the first epoch while training mIoU rose.
+
+    That pattern means the model in inference mode predicts (almost) one thing whatever it
+    learnt, so its scores say nothing about the architecture.
+    """
+    rows = [r for r in run.history if not math.isnan(r.get("val_miou", math.nan))]
+    if len(rows) < 3 or "miou" not in rows[0]:
+        return False
+    later = [r["val_miou"] for r in rows[1:]]
+    return max(later) - min(later) < tol and rows[-1]["miou"] - rows[0]["miou"] > rise
+
+
 def _section_limits(
     note: Note,
     runs: dict[str, list[RunInfo]],
@@ -965,6 +978,17 @@ def _section_limits(
                 else ""
             )
             + f"; {len(stopped)} were ended by early stopping."
+        )
+    flat = [r for r in everything if flat_validation(r)]
+    if flat:
+        items.append(
+            f"{len(flat)} run(s) kept a flat validation mIoU while their training mIoU rose: "
+            + ", ".join(f"`{r.suite}/{r.name}`" for r in flat)
+            + ". Their inference-mode predictions barely change with training, so their scores "
+            "understate the architecture. A likely cause is BatchNorm moving statistics that "
+            "move too slowly for a short run from scratch (the keras.applications MobileNet "
+            "encoders use momentum 0.999); a lower momentum or a longer run should be tried "
+            "before ranking them."
         )
     aug = runs.get("augmentation") or []
     if aug:
