@@ -977,7 +977,7 @@ def _section_limits(
                 if capped
                 else ""
             )
-            + f"; {len(stopped)} were ended by early stopping."
+            + f"; {len(stopped)} {'was' if len(stopped) == 1 else 'were'} ended by early stopping."
         )
     flat = [r for r in everything if flat_validation(r)]
     if flat:
