@@ -67,6 +67,8 @@ def test_bench_latency_rows(tmp_path: Path) -> None:
     # The embedded runtimes are measured in processes that never load TensorFlow.
     assert not rows["onnx"]["tensorflow_imported"] and not rows["litert"]["tensorflow_imported"]
     assert rows["keras"]["tensorflow_imported"]
+    # ...so their peak memory is their own, far below a process holding TensorFlow.
+    assert rows["litert"]["peak_rss_mb"] < rows["keras"]["peak_rss_mb"] / 2
     assert rows["litert"]["parity"]["pixel_agreement"] >= 0.999
     assert report["machine"]["matmul_peak_gflops"] > 0
     out = write_json(report, tmp_path / "out" / "latency.json")

@@ -269,3 +269,42 @@ def test_every_registered_model_exports_to_both_formats(name: str, tmp_path: Pat
         assert np.abs(logits - reference).max() / spread < 1e-3, (name, fmt)
         meta = json.loads(sidecar_path(out).read_text())
         assert meta["parity"]["pixel_agreement"] >= 0.99, (name, fmt, meta["parity"])
+
+
+# ----------------------------------------------------------------------------- CLI, real split
+
+
+@pytest.mark.slow
+def test_cli_export_reads_calibration_and_parity_from_the_run_split(
+    synth_root: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from cityseg.cli import app
+    from cityseg.config import from_dict
+    from cityseg.data.split import make_split
+
+    manifest = make_split(synth_root, seed=0).save(tmp_path / "split.json")
+    run = tmp_path / "runs" / "cli_run"
+    run.mkdir(parents=True)
+    config = from_dict(
+        {
+            "name": "cli_run",
+            "data": {"root": str(synth_root), "manifest": str(manifest), "size": "48x24"},
+        }
+    )
+    config.save(run / "config.yaml")
+    tiny_segmenter().save(run / "model.keras")
+
+    args = ["export", "--run", str(run), "--quantize", "int8"]
+    result = CliRunner().invoke(app, [*args, "--calibration-images", "4", "--parity-images", "3"])
+    assert result.exit_code == 0, result.output
+    assert "pixel agreement" in result.output
+    meta = json.loads((run / "export" / "cli_run_48x24_int8.tflite.json").read_text())
+    assert meta["parity"]["images"] == 3 and meta["parity"]["sources"] == ["test"]
+    assert meta["parity"]["scored_images"] == 3  # synth test frames carry labels: mIoU measured
+    assert meta["source_run"] == str(run)
+
+    missing = CliRunner().invoke(app, ["export", "--run", str(tmp_path / "nope")])
+    assert missing.exit_code == 1
+    assert "nope" in missing.output
