@@ -118,7 +118,7 @@ def trained_run(synth_root: Path, manifest: Path, tmp_path_factory: pytest.TempP
     cfg = tiny_config(
         synth_root,
         manifest,
-        "train.epochs=6",
+        "train.epochs=5",
         "tracking.mlflow=true",
         f"tracking.tracking_uri=sqlite:///{out}/mlflow.db",
         "tracking.experiment=test",
@@ -146,7 +146,7 @@ def test_training_learns_beyond_the_majority_class(trained_run: Path, manifest: 
     with (trained_run / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
     losses = [float(r["loss"]) for r in rows]
-    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
     assert losses[-1] < 0.8 * losses[0]
     split = load_manifest(manifest)
     counts = np.zeros(8, dtype=np.int64)
@@ -173,12 +173,12 @@ def test_run_folder_is_complete(trained_run: Path) -> None:
                     "pixel_accuracy", "confusion_matrix"):  # fmt: skip
             assert key in scores, (split, key)
         assert len(scores["confusion_matrix"]) == 8
-    assert metrics["input_size"] == "64x32" and metrics["epochs_run"] == 6
-    assert 1 <= metrics["best_epoch"] <= 6 and metrics["params"] > 1000
+    assert metrics["input_size"] == "64x32" and metrics["epochs_run"] == 5
+    assert 1 <= metrics["best_epoch"] <= 5 and metrics["params"] > 1000
     assert metrics["inference_ms"] > 0 and metrics["model_size_mb"] > 0
     # The saved config reloads to the same run.
     saved = config_mod.load(trained_run / "config.yaml")
-    assert saved.input_size == (64, 32) and saved.train.epochs == 6
+    assert saved.input_size == (64, 32) and saved.train.epochs == 5
     # model.keras is the best epoch: its val mIoU (training resolution) is the best in history.
     with (trained_run / "history.csv").open() as f:
         best = max(float(r["val_miou"]) for r in csv.DictReader(f))
@@ -194,7 +194,7 @@ def test_mlflow_recorded_params_metrics_and_artifacts(trained_run: Path) -> None
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.data.params["model.name"] == "unet_mini"
     assert run.data.params["data.size"] == "64x32"
-    assert len(client.get_metric_history(run.info.run_id, "val_miou")) == 6
+    assert len(client.get_metric_history(run.info.run_id, "val_miou")) == 5
     assert "test.miou" in run.data.metrics
     assert run.info.status == "FINISHED"
 
@@ -291,7 +291,7 @@ def test_resume_after_sigkill_runs_every_epoch_exactly_once(
 ) -> None:
     run = tmp_path / "killed"
     config = tmp_path / "config.yaml"
-    tiny_config(synth_root, manifest, "train.epochs=4").save(config)
+    tiny_config(synth_root, manifest, "train.epochs=3").save(config)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen(
         _cli("train", "--config", str(config), "--out", str(run)),
@@ -307,16 +307,16 @@ def test_resume_after_sigkill_runs_every_epoch_exactly_once(
     _, err = proc.communicate()
     assert state.is_file(), err.decode()[-3000:]
     killed_at = json.loads(state.read_text())["epoch"]
-    assert killed_at < 3 and not (run / "metrics.json").exists()
+    assert killed_at < 2 and not (run / "metrics.json").exists()
 
     done = subprocess.run(
         _cli("train", "--resume", str(run)), env=env, capture_output=True, text=True, timeout=400
     )
     assert done.returncode == 0, done.stderr[-3000:]
     with (run / "history.csv").open() as f:
-        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3, 4]
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 4 and not math.isnan(metrics["val"]["miou"])
+    assert metrics["epochs_run"] == 3 and not math.isnan(metrics["val"]["miou"])
     assert len(list((run / "checkpoint").glob("epoch_*.npz"))) == 1
     assert len(list((run / "checkpoint").glob("best_*.npz"))) == 1
 
