@@ -82,6 +82,31 @@ def test_state_round_trips_and_a_corrupt_one_is_named(tmp_path: Path) -> None:
         RunState.load(tmp_path)
 
 
+def test_checkpoint_arrays_restore_weights_and_optimizer_state(tmp_path: Path) -> None:
+    import keras
+
+    from cityseg.callbacks import load_arrays, save_arrays
+
+    def build() -> keras.Model:
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        model.compile(keras.optimizers.AdamW(0.01), "mse")
+        return model
+
+    trained = build()
+    trained.fit(np.ones((4, 3)), np.zeros((4, 2)), epochs=3, verbose=0)
+    save_arrays(tmp_path / "epoch.npz", trained, optimizer=True)
+    fresh = build()
+    load_arrays(tmp_path / "epoch.npz", fresh, optimizer=True)
+    for a, b in zip(trained.get_weights(), fresh.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert int(fresh.optimizer.iterations.numpy()) == 3  # Adam moments and step count restored
+    for a, b in zip(trained.optimizer.variables, fresh.optimizer.variables, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    other = keras.Sequential([keras.Input((5,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"epoch\.npz"):
+        load_arrays(tmp_path / "epoch.npz", other, optimizer=False)
+
+
 def test_tracking_failure_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from cityseg.tracking import Tracker, flatten
 
