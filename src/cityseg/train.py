@@ -272,6 +272,7 @@ def train(
             "class weights: %s",
             dict(zip(labels.CATEGORIES, np.round(weights, 3).tolist(), strict=True)),
         )
+    policy = keras.mixed_precision.global_policy().name  # restored at the end: it is global
     set_mixed_precision(t.mixed_precision)
     strategy = make_strategy(t.strategy)
     replicas = strategy.num_replicas_in_sync
@@ -330,6 +331,7 @@ def train(
         if start_epoch < t.epochs and not state.stopped_early:
             model.fit(train_data, initial_epoch=start_epoch, epochs=t.epochs, **fit_args)
         log.info("training took %.1f s", time.perf_counter() - started)
+        keras.mixed_precision.set_global_policy(policy)  # the saved model.keras is float32
         best = run_dir / CHECKPOINT_DIR / state.best_file
         if not state.best_file or not best.is_file():
             raise TrainingError(f"{run_dir}: no epoch completed, no best model to report")
@@ -343,6 +345,7 @@ def train(
             run_dir,
         )
     finally:
+        keras.mixed_precision.set_global_policy(policy)
         tracker.end(status)
     return run_dir
 
