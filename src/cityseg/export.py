@@ -71,7 +71,7 @@ def export(
     parity: Sequence[ParityImage] | None = None,
     data_root: str | Path | None = None,
     num_calibration: int = 100,
-    num_parity: int = 8,
+    num_parity: int = 20,
     latency_runs: int = 20,
 ) -> Path:
     """Export `run_dir/model.keras` to `fmt`, write the sidecar with measured parity, return the file.

@@ -32,7 +32,7 @@ def export_command(
     calibration_images: int = typer.Option(
         100, min=1, help="Training images for int8 calibration."
     ),
-    parity_images: int = typer.Option(8, min=1, help="Test images for the parity check."),
+    parity_images: int = typer.Option(20, min=1, help="Test images for the parity check."),
 ) -> None:
     """Export a run to LiteRT or ONNX; writes FILE and FILE.json with measured parity."""
     from cityseg.export import ExportError, export
@@ -83,9 +83,14 @@ def bench_latency_command(
         True, help="Export (with parity) the LiteRT / ONNX files a measurement needs."
     ),
     data: Path | None = typer.Option(None, help="Dataset root for exports (default: run config)."),
+    variants: str | None = typer.Option(
+        None,
+        help="Comma-separated RUNTIME/PRECISION subset, e.g. keras_predict/fp32,litert/int8 "
+        "(default: keras_predict, keras, onnx fp32 and litert fp32/fp16/int8).",
+    ),
 ) -> None:
     """Median / p90 ms, images/s, memory, size and speed-up over Keras predict, per runtime."""
-    from cityseg.bench_latency import bench_latency, write_json
+    from cityseg.bench_latency import VARIANTS, bench_latency, write_json
     from cityseg.config import parse_size
 
     runs = list(run or [])
@@ -95,9 +100,20 @@ def bench_latency_command(
         typer.echo(f"cityseg bench latency: no runs with model.keras in {runs_dir}", err=True)
         raise typer.Exit(1)
     size_list = [parse_size(s) for s in sizes.split(",")] if sizes else None
+    chosen = VARIANTS
+    if variants:
+        chosen = tuple(tuple(v.strip().split("/", 1)) for v in variants.split(","))  # type: ignore[misc]
+        unknown = [v for v in chosen if v not in VARIANTS]
+        if unknown:
+            known = ", ".join("/".join(v) for v in VARIANTS)
+            typer.echo(
+                f"cityseg bench latency: unknown --variants {unknown}; known: {known}", err=True
+            )
+            raise typer.Exit(1)
     report = bench_latency(
         runs,
         size_list,
+        variants=chosen,
         warmup=warmup,
         repeats=repeats,
         export_missing=export_missing,
