@@ -655,7 +655,7 @@ def _section_losses(note: Note, runs: list[RunInfo], record: dict[str, Any]) -> 
     states = [t.get("state") for t in study.get("trials", [])]
     chosen = study.get("best") or {}
     note.add(
-        f"Learning rate searched with Optuna ({study.get('sampler', 'TPE')} sampler, "
+        f"Learning rate searched with Optuna ({study.get('sampler', 'TPESampler')}, "
         f"{study.get('pruner', 'MedianPruner')} on validation mIoU reported after every epoch) "
         f"for the `{study.get('base_arm')}` loss over "
         f"[{fmt(study.get('range', [None])[0], 5)}, {fmt(study.get('range', [None, None])[1], 5)}] "
