@@ -315,3 +315,31 @@ def test_ci_profile_trains_for_real_then_skips_and_reports(
     text = note.read_text()
     metrics = json.loads((runs / "models" / "unet_mini" / "metrics.json").read_text())
     assert f"| `unet_mini` | unet_mini | {metrics['val']['miou']:.3f} |" in text.replace("**", "")
+
+
+def test_cli_list_json_and_report(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cityseg.cli import app
+
+    result = CliRunner().invoke(app, ["experiments", "list", "--json", "--suites-dir", str(SUITES)])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert rows["augmentation"]["seeds"] == [0, 1]
+    assert rows["loss"]["optuna_trials"] == 4
+    out = tmp_path / "docs" / "note.md"
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "--runs-dir",
+            str(tmp_path / "none"),
+            "--out",
+            str(out),
+            "--bench-dir",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and out.with_suffix(".html").is_file()
+    assert "The models suite has not been run" in out.read_text()
