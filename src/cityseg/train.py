@@ -146,12 +146,17 @@ def _build_optimizer(config: Config) -> Any:
 
 
 def _compile(model: Any, config: Config, loss: Any) -> None:
+    import tensorflow as tf
+
     from cityseg.metrics import MeanIoU
 
     model.compile(
         optimizer=_build_optimizer(config),
         loss=loss,
         metrics=[MeanIoU(num_classes=labels.NUM_CLASSES, name="miou")],
+        # XLA pays off on GPUs; on CPU it made a unet_mini 256x128 train step 2.1x slower
+        # (2.74 s vs 1.28 s, batch 8) and the first step 2.4x slower to compile.
+        jit_compile=bool(tf.config.list_physical_devices("GPU")),
     )
 
 

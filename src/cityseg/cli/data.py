@@ -8,13 +8,16 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 log = logging.getLogger(__name__)
 console = Console()
 
 
 def _fail(err: Exception) -> typer.Exit:
-    console.print(f"[red]error:[/red] {err}", markup=True, highlight=False)
+    # soft_wrap: a path in the message must stay whole (copy-pastable, greppable) on any width;
+    # escape: messages quote lists like ['gtFine'] that rich would read as markup.
+    console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 

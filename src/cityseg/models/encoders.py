@@ -194,6 +194,8 @@ def build_encoder(
                 f"could not load encoder weights {weights_arg} into {info.application}: {error}"
             ) from error
         raise
+    if weights_arg is None:
+        _speed_up_batchnorm(base)
     outputs = []
     for stride in strides:
         layer_name = info.features.get(stride)
@@ -202,6 +204,19 @@ def build_encoder(
         outputs.append(base.output if layer_name == OUTPUT else base.get_layer(layer_name).output)
     logger.debug("encoder %s: strides %s", name, [s for s in strides if s in info.features])
     return keras.Model(base.input, outputs, name="encoder")
+
+
+# keras.applications MobileNets use BatchNorm momentum 0.999, tuned for fine-tuning
+# pretrained statistics over long ImageNet schedules. From scratch on a short schedule the
+# moving statistics lag the weights so far that inference-mode outputs collapse (measured:
+# val mIoU flat at 0.03 while train mIoU rose to 0.45). Keras' own default, 0.99, keeps up.
+FROM_SCRATCH_BN_MOMENTUM = 0.99
+
+
+def _speed_up_batchnorm(model: keras.Model) -> None:
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = min(layer.momentum, FROM_SCRATCH_BN_MOMENTUM)
 
 
 def encoder_strides(name: str, strides: tuple[int, ...] = STRIDES) -> tuple[int, ...]:
