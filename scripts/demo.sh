@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec uv run --frozen cityseg demo "$@"
+exec .venv/bin/cityseg demo "$@"

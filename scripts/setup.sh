@@ -2,5 +2,10 @@
 # Set up a fresh machine that has Python 3.11: uv, then the locked environment in .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet uv
-uv sync --frozen --extra cpu "$@"
+if command -v uv >/dev/null 2>&1; then
+  uv=(uv)
+else
+  python3 -m pip install --quiet uv
+  uv=(python3 -m uv)  # works even where a fresh console script is not yet on PATH
+fi
+"${uv[@]}" sync --frozen --extra cpu "$@"

@@ -6,8 +6,9 @@ bash scripts/setup.sh
 if ! command -v chromium >/dev/null 2>&1; then
   # The browser end-to-end test drives Debian's Chromium (Playwright's own download cannot work here).
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && $SUDO apt-get install -y -qq chromium >/dev/null
+  $SUDO apt-get update -qq
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
-uv run --frozen ruff check src tests examples
-uv run --frozen ruff format --check src tests examples
-uv run --frozen pytest -n 2 "$@"
+.venv/bin/ruff check src tests examples scripts
+.venv/bin/ruff format --check src tests examples scripts
+.venv/bin/python -m pytest -n 2 "$@"
