@@ -11,4 +11,5 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 .venv/bin/ruff check src tests examples scripts
 .venv/bin/ruff format --check src tests examples scripts
+.venv/bin/mypy
 .venv/bin/python -m pytest -n 2 "$@"
