@@ -120,7 +120,7 @@ def test_profile_overrides_reach_the_config(tmp_path: Path) -> None:
     ci = experiments.resolve_config(suite, "ci", suite.grid[1], overrides={"train.epochs": 3})
     cpu = experiments.resolve_config(suite, "cpu", suite.grid[1])
     assert (ci.data.size, ci.train.epochs, ci.model.name) == ("64x32", 3, "unet_vgg16")
-    assert (cpu.data.size, cpu.data.root) == ("128x64", "data/synth_cpu")
+    assert (cpu.data.size, cpu.data.root, cpu.train.epochs) == ("256x128", "data/synth_cpu", 5)
     assert ci.name == "models-unet_vgg16" and ci.tracking.experiment == "cityseg-models"
 
 

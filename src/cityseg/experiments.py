@@ -598,6 +598,8 @@ def run_suite(
     train_fn = train_fn or _default_train()
     recorder = _Recorder(runs_dir, suite, profile, command or current_command())
     recorder.record["choices"] = chosen_fields(suite, profile, runs_dir)[1]
+    if spec.get("max_inference_ms") is not None:
+        recorder.record["max_inference_ms"] = float(spec["max_inference_ms"])
     try:
         for run in planned:
             if run.status == "done":
