@@ -14,6 +14,7 @@ import yaml
 
 from cityseg import report
 from cityseg.data import labels
+from cityseg.report import suites
 
 CATS = list(labels.CATEGORIES)
 
@@ -259,7 +260,7 @@ def test_broken_metrics_json_names_the_file(tmp_path: Path) -> None:
 
 
 def test_minimal_html_converter_handles_tables_and_images() -> None:
-    html = report._minimal_html("# T\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![c](figures/x.png)")
+    html = report.minimal_html("# T\n\n| a | b |\n|---|---|\n| 1 | 2 |\n\n![c](figures/x.png)")
     assert "<h1>T</h1>" in html
     assert "<td>1</td><td>2</td>" in html
     assert '<img alt="c" src="figures/x.png">' in html
@@ -300,3 +301,38 @@ def test_flat_validation_is_flagged(tmp_path: Path) -> None:
     assert (
         "`models/collapsed`" in text and "`models/learning`" not in text.split("flat validation")[1]
     )
+
+
+def _set_ms(run: Path, ms: float) -> None:
+    metrics = json.loads((run / "metrics.json").read_text())
+    metrics["inference_ms"] = ms
+    (run / "metrics.json").write_text(json.dumps(metrics))
+
+
+def test_latency_budget_picks_the_retained_model(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    _set_ms(write_run(runs_dir, "models", "big", model="unet_vgg16", val=0.70, test=0.66), 40.0)
+    _set_ms(write_run(runs_dir, "models", "fast", model="lraspp", val=0.60, test=0.58), 9.0)
+    write_record(runs_dir, "models", {"big": {}, "fast": {}})
+    _set_ms(write_run(runs_dir, "loss", "dice", model="lraspp", loss="dice", val=0.62), 9.0)
+    write_record(runs_dir, "loss", {"dice": {"arm": "dice"}}, max_inference_ms=15.0)
+
+    assert report.latency_budget(report.collect_runs(runs_dir)[1]) == 15.0
+    text = report.write_report(tmp_path / "note.md", runs_dir=runs_dir, bench_dir=tmp_path)
+    text = text.read_text()
+    assert "It does not meet the real-time budget of the embedded camera (15 ms/image" in text
+    assert "the best on validation is `fast` (val mIoU 0.600, 9.0 ms/image, -0.100" in text
+    # Retained: the best validation run within the budget (loss/dice), not models/big.
+    assert "within the 15 ms/image real-time budget: `loss/dice`" in text
+    # The last-epoch gain column: history rises by 0.02 per epoch in write_run.
+    column = list(suites.MODEL_HEADER).index("last-epoch gain")
+    assert _row(text, "`fast`")[column] == "+0.020"
+
+
+def test_latency_budget_read_from_the_suite_file(tmp_path: Path) -> None:
+    suite = Path("configs/experiments/loss.yaml").resolve()
+    records = {"loss": {"profile": "cpu", "suite_file": str(suite)}}
+    expected = yaml.safe_load(suite.read_text())["profiles"]["cpu"]["max_inference_ms"]
+    assert report.latency_budget(records) == float(expected)
+    assert report.latency_budget({"loss": {"profile": "ci", "suite_file": str(suite)}}) is None
+    assert report.latency_budget({}) is None
