@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +178,30 @@ def test_best_runtime_reads_recorded_parity(trained_run, parity) -> None:
     assert json.loads(sidecar_path(best).read_text())["parity"]["pixel_agreement"] >= 0.999 or (
         json.loads(sidecar_path(best).read_text())["quantize"] != "none"
     )
+
+
+@pytest.mark.slow
+def test_service_serves_the_fastest_passing_export(trained_run, parity) -> None:
+    from fastapi.testclient import TestClient
+
+    from cityseg.service.app import create_app, serving_path
+    from cityseg.service.settings import Settings
+
+    export(trained_run, "onnx", "none", parity=parity, latency_runs=3)
+    best = best_runtime(trained_run)
+    assert serving_path(trained_run, "auto") == best != trained_run
+    assert serving_path(trained_run, "keras") == trained_run
+    for runtime, expected in (("auto", _EXTENSION_RUNTIME[best.suffix]), ("keras", "keras")):
+        app = create_app(Settings(run=trained_run, runtime=runtime))
+        with TestClient(app) as client:
+            for _ in range(600):  # the model loads and warms up in the background
+                if client.get("/health").status_code == 200:
+                    break
+                time.sleep(0.1)
+            assert client.get("/v1/model").json()["runtime"] == expected
+
+
+_EXTENSION_RUNTIME = {".onnx": "onnx", ".tflite": "litert"}
 
 
 def _bessel_model():

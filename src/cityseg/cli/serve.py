@@ -19,7 +19,10 @@ def serve(
     ),
     host: str | None = typer.Option(None, help="Bind address (default 127.0.0.1)."),
     port: int | None = typer.Option(None, help="Port (default 8000)."),
-    runtime: str | None = typer.Option(None, help="Back end: auto, keras, litert or onnx."),
+    runtime: str | None = typer.Option(
+        None,
+        help="Back end: auto (fastest export that met parity, else Keras), keras, litert, onnx.",
+    ),
     runs_dir: Path | None = typer.Option(None, help="Where to look for the best run (runs/)."),
 ) -> None:
     """Serve a model over HTTP with its web page (settings also from CITYSEG_* variables)."""

@@ -116,10 +116,23 @@ def resolve_model_path(settings: Settings) -> Path:
     return best
 
 
+def serving_path(path: Path, runtime: str) -> Path:
+    """What to load for `path`: with runtime "auto", a run folder's fastest export that met its
+    parity bar (`cityseg export` records both in the sidecar), else the run's Keras model."""
+    from cityseg.runtime import best_runtime
+
+    if runtime != "auto" or not path.is_dir():
+        return path
+    chosen = best_runtime(path)
+    if chosen != path:
+        log.info("%s: serving its fastest export that met parity, %s", path, chosen.name)
+    return chosen
+
+
 def _load_predictor(path: Path, runtime: str) -> PredictorLike:
     from cityseg.runtime import Predictor
 
-    return Predictor.load(path, runtime=runtime)
+    return Predictor.load(serving_path(path, runtime), runtime=runtime)
 
 
 def _load_samples(state: ServiceState) -> SampleStore:

@@ -20,7 +20,8 @@ class Settings(BaseSettings):
 
     run: Path | None = None  # run folder or exported .tflite/.onnx; None = best run in runs_dir
     runs_dir: Path = Path("runs")  # where the best run is looked for when `run` is not given
-    runtime: str = "auto"  # Predictor back end: auto | keras | litert | onnx
+    # Back end: auto (a run's fastest export that met parity, else Keras) | keras | litert | onnx
+    runtime: str = "auto"
     manifest: Path | None = None  # split manifest for /v1/samples; None = from the run's config
     host: str = "127.0.0.1"  # bind address of `cityseg serve`
     port: int = Field(default=8000, ge=0, le=65535)  # bind port of `cityseg serve`
