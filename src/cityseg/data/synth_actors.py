@@ -1,0 +1,513 @@
+"""Things on the street: vehicles, two-wheelers, people, trees, poles, signs and bins."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from cityseg.data.synth_geometry import Obj, SceneCanvas, jitter, mix
+
+
+class StreetActors(SceneCanvas):
+    """Places traffic, pedestrians and street furniture on the canvas's street layout."""
+
+    def _tree_parts(self, x: float, z: float) -> list[Obj]:
+        rng, st = self.rng, self.style
+        g = self._group()
+        trunk_h = rng.uniform(1.8, 3.2)
+        r = rng.uniform(1.3, 3.2)
+        trunk = Obj(
+            "vegetation",
+            self.front(
+                z,
+                [
+                    (x - 0.15, 0),
+                    (x + 0.15, 0),
+                    (x + 0.12, trunk_h + r * 0.5),
+                    (x - 0.12, trunk_h + r * 0.5),
+                ],
+            ),
+            jitter(rng, (85, 65, 45), 0.2),
+            z,
+            g,
+        )
+        crown = Obj(
+            "vegetation",
+            self._blob(x, trunk_h + r, z, r, r * rng.uniform(0.9, 1.4)),
+            jitter(rng, st.foliage_color, 0.12),
+            z,
+            g,
+        )
+        crown.details.append(
+            (
+                self._blob(x - r * 0.25, trunk_h + r * 1.15, z, r * 0.5, r * 0.5, 8),
+                mix(crown.color, (255, 255, 200), 0.15),
+            )
+        )
+        return [trunk, crown]
+
+    def _furniture(self, side: int) -> None:
+        """Street trees, lamp posts, signs, traffic lights and bins on one sidewalk."""
+        rng, st = self.rng, self.style
+        e = self.edge(side)
+        z = rng.uniform(4, 15)
+        while z < 140:
+            x = e + side * rng.uniform(0.5, 1.0)
+            r = rng.uniform()
+            if r < 0.15 + 0.5 * st.vegetation:
+                self.add_street(z, self._tree_parts(x, z))
+            elif r < 0.75:
+                self.add_street(z, self._pole(x, z, side))
+            else:
+                self.add_street(
+                    z, self._bin(e + side * rng.uniform(0.6, self.side_w[side] - 0.5), z)
+                )
+            z += rng.uniform(6, 22)
+
+    def _pole(self, x: float, z: float, side: int) -> list[Obj]:
+        rng = self.rng
+        kind = rng.choice(["lamp", "sign", "light"], p=[0.4, 0.35, 0.25])
+        grey = jitter(rng, (120, 120, 118), 0.2)
+        h = {
+            "lamp": rng.uniform(6, 9),
+            "sign": rng.uniform(2.4, 3.2),
+            "light": rng.uniform(3.2, 4.5),
+        }[kind]
+        w = 0.09 if kind == "sign" else 0.13
+        parts = [
+            Obj(
+                "pole",
+                self.front(z, [(x - w, 0), (x + w, 0), (x + w * 0.7, h), (x - w * 0.7, h)]),
+                grey,
+                z,
+            )
+        ]
+        if kind == "lamp":
+            arm = -side * rng.uniform(1.0, 2.0)
+            a, b = sorted((x, x + arm))
+            parts.append(
+                Obj("pole", self.front(z, [(a, h - 0.12), (b, h - 0.12), (b, h), (a, h)]), grey, z)
+            )
+            lamp = Obj(
+                "pole",
+                self.front(
+                    z,
+                    [
+                        (x + arm - 0.3, h - 0.25),
+                        (x + arm + 0.3, h - 0.25),
+                        (x + arm + 0.2, h),
+                        (x + arm - 0.2, h),
+                    ],
+                ),
+                grey,
+                z,
+            )
+            parts.append(lamp)
+        elif kind == "sign":
+            shape = rng.integers(0, 3)
+            y = h - 0.35
+            s = rng.uniform(0.3, 0.45)
+            if shape == 0:  # round
+                pts = [
+                    (x + s * math.cos(a), y + s * math.sin(a))
+                    for a in np.linspace(0, 2 * np.pi, 12, endpoint=False)
+                ]
+                color, inner = (200, 30, 30), (235, 235, 235)
+            elif shape == 1:  # triangle
+                pts = [(x - s * 1.1, y + s * 0.7), (x + s * 1.1, y + s * 0.7), (x, y - s)]
+                color, inner = (210, 40, 40), (240, 240, 230)
+            else:  # rectangular, blue or yellow
+                pts = [
+                    (x - s, y - s * 0.8),
+                    (x + s, y - s * 0.8),
+                    (x + s, y + s * 0.8),
+                    (x - s, y + s * 0.8),
+                ]
+                color, inner = (
+                    ((30, 70, 170), (230, 230, 240))
+                    if rng.uniform() < 0.6
+                    else ((230, 190, 20), (30, 30, 30))
+                )
+            sign = Obj("traffic sign", self.front(z - 0.05, pts), jitter(rng, color, 0.1), z - 0.05)
+            sign.details.append(
+                (
+                    self.front(
+                        z - 0.05, [(x + (px - x) * 0.6, y + (py - y) * 0.6) for px, py in pts]
+                    ),
+                    jitter(rng, inner, 0.05),
+                )
+            )
+            parts.append(sign)
+        else:
+            bw, bh = 0.18, 0.5
+            y = h - 0.05
+            box = Obj(
+                "traffic light",
+                self.front(
+                    z - 0.05, [(x - bw, y - bh * 2), (x + bw, y - bh * 2), (x + bw, y), (x - bw, y)]
+                ),
+                jitter(rng, (35, 35, 30), 0.3),
+                z - 0.05,
+            )
+            on = int(rng.integers(0, 3))
+            for k, c in enumerate([(230, 40, 30), (240, 180, 20), (40, 220, 90)]):
+                cy = y - bh * 0.33 - k * bh * 0.66
+                col = c if k == on else mix(c, (30, 30, 30), 0.8)
+                box.details.append(
+                    (
+                        self.front(
+                            z - 0.05,
+                            [
+                                (x - 0.1, cy - 0.1),
+                                (x + 0.1, cy - 0.1),
+                                (x + 0.1, cy + 0.1),
+                                (x - 0.1, cy + 0.1),
+                            ],
+                        ),
+                        col,
+                    )
+                )
+            parts.append(box)
+        return parts
+
+    def _bin(self, x: float, z: float) -> list[Obj]:
+        rng = self.rng
+        h, w = rng.uniform(0.8, 1.2), rng.uniform(0.25, 0.4)
+        color = jitter(
+            rng, [(60, 90, 60), (140, 140, 140), (170, 120, 40)][int(rng.integers(3))], 0.2
+        )
+        # bins and boxes are `static`; prams, carts and parked scooters are `dynamic`
+        label = "static" if rng.uniform() < 0.7 else "dynamic"
+        return [
+            Obj(label, self.front(z, [(x - w, 0), (x + w, 0), (x + w, h), (x - w, h)]), color, z)
+        ]
+
+    # -- vehicles and people -----------------------------------------------------------------
+    def _traffic(self) -> None:
+        rng, st = self.rng, self.style
+        two_way = rng.uniform() < 0.6  # lanes left of the ego lane carry oncoming traffic
+        for k in range(self.lanes):
+            xc = self.lanes_l + (k + 0.5) * self.lane_w
+            oncoming = two_way and k < self.ego_lane
+            z = rng.uniform(6, 20)
+            while z < 130:
+                if rng.uniform() < 0.3 + 0.6 * st.traffic:
+                    kind = rng.choice(
+                        ["car", "truck", "bus", "caravan", "trailer", "bicycle", "motorcycle"],
+                        p=[0.70, 0.08, 0.07, 0.02, 0.02, 0.07, 0.04],
+                    )
+                    x = xc + rng.uniform(-0.5, 0.5)
+                    if kind in ("bicycle", "motorcycle"):
+                        x = (self.lanes_r - 0.8) if k == self.lanes - 1 else x
+                        self.add_street(z, self._two_wheeler(x, z, str(kind)))
+                    else:
+                        self.add_street(z, self._vehicle(x, z, str(kind), oncoming))
+                z += rng.uniform(7, 30) / (0.4 + st.traffic)
+        if self.parking is not None:  # parked cars in the parking lane
+            side, z0, z1 = self.parking
+            x = self.edge(side) - side * 1.15
+            z = z0 + rng.uniform(0.3, 3)
+            while z < z1 - 4:
+                if rng.uniform() < 0.5 + 0.45 * st.traffic:
+                    self.add_street(z, self._vehicle(x + rng.uniform(-0.15, 0.15), z, "car"))
+                z += rng.uniform(5.5, 8)
+
+    def _vehicle(self, x: float, z: float, kind: str, oncoming: bool = False) -> list[Obj]:
+        """A car, truck or bus whose near face is at distance z (its front when `oncoming`)."""
+        rng = self.rng
+        g = self._group()
+        if kind == "car":
+            w, h, length = rng.uniform(1.7, 2.0), rng.uniform(1.35, 1.65), rng.uniform(4.0, 4.8)
+            paint = jitter(
+                rng,
+                [
+                    (200, 200, 205),
+                    (30, 30, 35),
+                    (110, 110, 115),
+                    (150, 20, 25),
+                    (20, 40, 110),
+                    (230, 230, 225),
+                    (70, 80, 60),
+                ][int(rng.integers(7))],
+                0.1,
+            )
+        elif kind in ("truck", "caravan", "trailer"):
+            w, h, length = rng.uniform(2.3, 2.55), rng.uniform(2.8, 3.8), rng.uniform(6, 10)
+            paint = jitter(
+                rng,
+                [(220, 220, 220), (180, 40, 30), (40, 80, 140), (230, 200, 60)][
+                    int(rng.integers(4))
+                ],
+                0.1,
+            )
+        else:  # bus
+            w, h, length = 2.55, rng.uniform(3.0, 3.3), rng.uniform(11, 13)
+            paint = jitter(
+                rng,
+                [(240, 200, 30), (200, 30, 40), (230, 230, 230), (40, 120, 180)][
+                    int(rng.integers(4))
+                ],
+                0.08,
+            )
+        xl, r = x - w / 2, x + w / 2
+        parts: list[Obj] = []
+        shade = tuple(int(c * 0.75) for c in paint)
+        body = 0.5 * h if kind == "car" else 0.92 * h
+        # the side we can see (the one facing the camera's X)
+        sx = xl if xl > 0 else (r if r < 0 else None)
+        if sx is not None:
+            side = Obj(kind, self.side_quad(sx, z, z + length, 0.1, body), shade, z + length / 2, g)  # type: ignore[arg-type]
+            if kind == "car":
+                side.polygon = [
+                    self.cam.uv(sx, yy, zz)
+                    for zz, yy in [
+                        (z, 0.1),
+                        (z + length, 0.1),
+                        (z + length, body),
+                        (z + length * 0.8, h),
+                        (z + length * 0.3, h),
+                        (z, body),
+                    ]
+                ]
+                side.details.append(
+                    (
+                        [
+                            self.cam.uv(sx, yy, zz)
+                            for zz, yy in [
+                                (z + 0.4, body + 0.05),
+                                (z + length * 0.75, body + 0.05),
+                                (z + length * 0.7, h - 0.08),
+                                (z + length * 0.35, h - 0.08),
+                            ]
+                        ],
+                        (40, 45, 55),
+                    )
+                )
+            elif kind == "bus":
+                side.details.append(
+                    (self.side_quad(sx, z + 0.5, z + length - 0.5, h * 0.5, h * 0.85), (35, 45, 55))
+                )
+            parts.append(side)
+        if kind == "car":
+            pts = [
+                (xl + 0.05, 0),
+                (xl + 0.35, 0),
+                (xl + 0.35, 0.12),
+                (r - 0.35, 0.12),
+                (r - 0.35, 0),
+                (r - 0.05, 0),
+                (r, 0.25),
+                (r, body),
+                (r - 0.2, h),
+                (xl + 0.2, h),
+                (xl, body),
+                (xl, 0.25),
+            ]
+        else:
+            pts = [
+                (xl + 0.1, 0),
+                (xl + 0.5, 0),
+                (xl + 0.5, 0.2),
+                (r - 0.5, 0.2),
+                (r - 0.5, 0),
+                (r - 0.1, 0),
+                (r, 0.3),
+                (r, h),
+                (xl, h),
+                (xl, 0.3),
+            ]
+        rear = Obj(kind, self.front(z, pts), paint, z, g)  # type: ignore[arg-type]
+        dark = (25, 28, 35)
+        if kind == "car":
+            rear.details.append(
+                (
+                    self.front(
+                        z,
+                        [
+                            (xl + 0.15, body + 0.05),
+                            (r - 0.15, body + 0.05),
+                            (r - 0.28, h - 0.08),
+                            (xl + 0.28, h - 0.08),
+                        ],
+                    ),
+                    jitter(rng, (50, 60, 75), 0.2),
+                )
+            )
+            for lx in (xl + 0.08, r - 0.33):
+                rear.details.append(
+                    (
+                        self.front(
+                            z,
+                            [
+                                (lx, body - 0.22),
+                                (lx + 0.25, body - 0.22),
+                                (lx + 0.25, body - 0.08),
+                                (lx, body - 0.08),
+                            ],
+                        ),
+                        (235, 230, 200) if oncoming else (190, 25, 25),
+                    )
+                )
+            rear.details.append(
+                (
+                    self.front(
+                        z, [(x - 0.26, 0.3), (x + 0.26, 0.3), (x + 0.26, 0.42), (x - 0.26, 0.42)]
+                    ),
+                    (225, 225, 215),
+                )
+            )
+            rear.details.append(
+                (
+                    self.front(
+                        z,
+                        [(xl + 0.35, 0.05), (r - 0.35, 0.05), (r - 0.35, 0.14), (xl + 0.35, 0.14)],
+                    ),
+                    dark,
+                )
+            )
+        elif kind == "bus":
+            rear.details.append(
+                (
+                    self.front(
+                        z,
+                        [
+                            (xl + 0.2, h * 0.55),
+                            (r - 0.2, h * 0.55),
+                            (r - 0.2, h * 0.9),
+                            (xl + 0.2, h * 0.9),
+                        ],
+                    ),
+                    (40, 50, 60),
+                )
+            )
+        else:
+            rear.details.append(
+                (
+                    self.front(
+                        z,
+                        [
+                            (xl + 0.1, h * 0.15),
+                            (r - 0.1, h * 0.15),
+                            (r - 0.1, h * 0.95),
+                            (xl + 0.1, h * 0.95),
+                        ],
+                    ),
+                    mix(paint, (0, 0, 0), 0.15),
+                )
+            )
+        parts.append(rear)
+        s0, s1 = sorted((xl - 0.3 * self.sun_side, r + 0.6 * self.sun_side))
+        self.shadows.append(self.ground_quad(s0, s1, z - 0.2, z + length))
+        return parts
+
+    def _person_pts(
+        self, x: float, h: float, stride: float, lean: float = 0.0
+    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]], list[tuple[float, float]]]:
+        """Silhouette (body, torso, head) of a person of height h centred at x, in metres."""
+        sw = h * 0.13  # half shoulder width
+        hip = h * 0.52
+        neck = h * 0.84
+        body = [
+            (x - stride - 0.09, 0),
+            (x - stride + 0.06, 0),
+            (x - 0.02, hip * 0.8),
+            (x + 0.02, hip * 0.8),
+            (x + stride - 0.06, 0),
+            (x + stride + 0.09, 0),
+            (x + sw * 0.8, hip),
+            (x + sw + lean, neck - 0.05),
+            (x + sw * 0.5 + lean, neck),
+            (x - sw * 0.5 + lean, neck),
+            (x - sw + lean, neck - 0.05),
+            (x - sw * 0.8, hip),
+        ]
+        torso = [
+            (x - sw * 0.75, hip),
+            (x + sw * 0.75, hip),
+            (x + sw * 0.9 + lean, neck - 0.06),
+            (x - sw * 0.9 + lean, neck - 0.06),
+        ]
+        r = h * 0.065
+        cy = neck + r * 1.1
+        head = [
+            (x + lean + r * math.cos(a), cy + r * 1.2 * math.sin(a))
+            for a in np.linspace(0, 2 * np.pi, 10, endpoint=False)
+        ]
+        return body, torso, head
+
+    def _person(
+        self, x: float, z: float, label: str = "person", base_y: float = 0.0, h: float | None = None
+    ) -> list[Obj]:
+        rng = self.rng
+        g = self._group()
+        h = h or rng.uniform(1.55, 1.95)
+        stride = rng.uniform(0.0, 0.22)
+        body, torso, head = self._person_pts(x, h, stride, rng.uniform(-0.05, 0.05))
+        lift = [(px, py + base_y) for px, py in body]
+        trousers = jitter(
+            rng,
+            [(40, 45, 60), (30, 30, 30), (90, 80, 70), (60, 70, 110)][int(rng.integers(4))],
+            0.2,
+        )
+        shirt = tuple(int(c) for c in rng.integers(20, 230, 3))
+        ob = Obj(label, self.front(z, lift), trousers, z, g)
+        ob.details.append((self.front(z, [(px, py + base_y) for px, py in torso]), shirt))  # type: ignore[arg-type]
+        skin = jitter(
+            rng, [(230, 190, 160), (190, 140, 110), (120, 85, 60)][int(rng.integers(3))], 0.1
+        )
+        hd = Obj(label, self.front(z, [(px, py + base_y) for px, py in head]), skin, z, g)
+        return [ob, hd]
+
+    def _two_wheeler(self, x: float, z: float, kind: str) -> list[Obj]:
+        rng = self.rng
+        g = self._group()
+        moto = kind == "motorcycle"
+        ww = 0.09 if not moto else 0.16
+        wh = 0.68 if not moto else 0.65
+        frame_c = jitter(rng, (60, 60, 70) if not moto else (30, 30, 30), 0.3)
+        bike = Obj(
+            kind,
+            self.front(
+                z,
+                [
+                    (x - ww, 0),
+                    (x + ww, 0),
+                    (x + ww, wh),
+                    (x + 0.05, 0.9),
+                    (x + 0.32, 1.0),
+                    (x + 0.32, 1.05),
+                    (x - 0.32, 1.05),
+                    (x - 0.32, 1.0),
+                    (x - 0.05, 0.9),
+                    (x - ww, wh),
+                ],
+            ),
+            frame_c,
+            z + 0.3,
+            g,
+        )  # type: ignore[arg-type]
+        if moto:
+            bike.details.append(
+                (
+                    self.front(
+                        z, [(x - 0.1, 0.55), (x + 0.1, 0.55), (x + 0.1, 0.7), (x - 0.1, 0.7)]
+                    ),
+                    (180, 30, 30),
+                )
+            )
+        rider = self._person(x, z - 0.05, "rider", base_y=0.35, h=rng.uniform(1.35, 1.5))
+        return [bike, *rider]
+
+    def _people(self) -> None:
+        rng, st = self.rng, self.style
+        count = int(rng.poisson(2 + 10 * st.pedestrians))
+        for _ in range(count):
+            side = 1 if rng.uniform() < 0.5 else -1
+            z = rng.uniform(5, 70)
+            x = self.edge(side) + side * rng.uniform(0.6, self.side_w[side] - 0.3)
+            self.add_street(z, self._person(x, z))
+        if self.crossing is not None:
+            for _ in range(int(rng.integers(0, 4))):
+                z = self.crossing + rng.uniform(0.5, 3)
+                self.add_street(z, self._person(rng.uniform(self.road_l, self.road_r), z))

@@ -1,0 +1,128 @@
+"""What makes each synthetic city look like itself: names, palette, heights, densities, weather."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from cityseg.data.synth_geometry import Color
+
+
+@dataclass(frozen=True)
+class CityStyle:
+    """What makes one city look like itself: palette, building heights, densities, weather."""
+
+    name: str
+    index: int
+    facade_colors: tuple[Color, ...]  # building palette
+    window_color: Color
+    building_height: tuple[float, float]  # metres, min/max
+    building_prob: float  # share of the street front that is buildings
+    vegetation: float  # 0..1 trees, hedges and parks
+    traffic: float  # 0..1 vehicles per lane
+    pedestrians: float  # 0..1 people on the sidewalks
+    road_color: Color
+    sidewalk_color: Color
+    terrain_color: Color
+    foliage_color: Color
+    wall_color: Color
+    lanes: tuple[int, int]  # min/max number of lanes
+    sidewalk_width: tuple[float, float]
+    sky_color: Color
+    fog: float  # probability of a foggy frame
+    rain: float  # probability of a rainy frame
+    dusk: float  # probability of a late-afternoon / dusk frame
+
+
+def _hsv(h: float, s: float, v: float) -> Color:
+    i = int(h * 6) % 6
+    f = h * 6 - math.floor(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    r, g, b = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+_SYLLABLES = [
+    "aa",
+    "ber",
+    "chen",
+    "dor",
+    "ek",
+    "fal",
+    "gen",
+    "hal",
+    "in",
+    "jor",
+    "kel",
+    "lin",
+    "mar",
+    "nor",
+    "ost",
+    "pel",
+    "quin",
+    "rho",
+    "sal",
+    "tor",
+    "ul",
+    "ven",
+    "wal",
+    "xan",
+    "yor",
+    "zel",
+    "bra",
+    "cre",
+    "dri",
+    "fro",
+    "gla",
+]
+
+
+def city_names(count: int, seed: int) -> list[str]:
+    """`count` unique lowercase invented city names (no underscore: it separates name fields)."""
+    rng = np.random.default_rng([seed, 7919])
+    names: list[str] = []
+    while len(names) < count:
+        parts = rng.choice(_SYLLABLES, size=int(rng.integers(2, 4)))
+        name = "".join(parts) + str(rng.choice(["ia", "burg", "stadt", "ton", "heim", "ville"]))
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def make_style(name: str, index: int, seed: int) -> CityStyle:
+    """A city's style, drawn deterministically from (seed, index)."""
+    rng = np.random.default_rng([seed, index, 104729])
+    u = rng.uniform
+    hue = u(0, 1)
+    # Each city draws facades around its own hue family; some cities are mostly grey.
+    sat = u(0.05, 0.45)
+    facades = tuple(
+        _hsv((hue + u(-0.08, 0.08)) % 1, min(1, sat * u(0.5, 1.3)), u(0.35, 0.85)) for _ in range(6)
+    ) + tuple(_hsv(0, 0, u(0.3, 0.8)) for _ in range(2))
+    low = u(5, 16)
+    grey = u(0.22, 0.42)
+    side_hue = u(0, 1)
+    return CityStyle(
+        name=name,
+        index=index,
+        facade_colors=facades,
+        window_color=_hsv(u(0.5, 0.7), u(0.1, 0.5), u(0.15, 0.4)),
+        building_height=(low, low + u(6, 30)),
+        building_prob=u(0.45, 0.95),
+        vegetation=u(0.1, 0.9),
+        traffic=u(0.25, 1.0),
+        pedestrians=u(0.2, 1.0),
+        road_color=_hsv(u(0, 1), u(0, 0.08), grey),
+        sidewalk_color=_hsv(side_hue, u(0, 0.35), u(0.4, 0.7)),
+        terrain_color=_hsv(u(0.12, 0.3), u(0.25, 0.6), u(0.35, 0.6)),
+        foliage_color=_hsv(u(0.18, 0.36), u(0.35, 0.8), u(0.25, 0.5)),
+        wall_color=_hsv(u(0, 1), u(0, 0.3), u(0.4, 0.75)),
+        lanes=(2, int(rng.integers(2, 5))),
+        sidewalk_width=(u(2.0, 3.0), u(3.0, 5.5)),
+        sky_color=_hsv(u(0.55, 0.62), u(0.25, 0.6), u(0.75, 0.95)),
+        fog=u(0.0, 0.35),
+        rain=u(0.0, 0.35),
+        dusk=u(0.1, 0.5),
+    )
