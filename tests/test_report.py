@@ -324,6 +324,7 @@ def test_latency_budget_picks_the_retained_model(tmp_path: Path) -> None:
     assert "the best on validation is `fast` (val mIoU 0.600, 9.0 ms/image, -0.100" in text
     # Retained: the best validation run within the budget (loss/dice), not models/big.
     assert "within the 15 ms/image real-time budget: `loss/dice`" in text
+    assert "Against the `unet_mini` baseline" not in text  # no unet_mini run in this suite
     # The last-epoch gain column: history rises by 0.02 per epoch in write_run.
     column = list(suites.MODEL_HEADER).index("last-epoch gain")
     assert _row(text, "`fast`")[column] == "+0.020"
@@ -336,3 +337,13 @@ def test_latency_budget_read_from_the_suite_file(tmp_path: Path) -> None:
     assert report.latency_budget(records) == float(expected)
     assert report.latency_budget({"loss": {"profile": "ci", "suite_file": str(suite)}}) is None
     assert report.latency_budget({}) is None
+
+
+def test_retained_model_compared_with_the_baseline(models_runs: Path, tmp_path: Path) -> None:
+    text = report.write_report(tmp_path / "n.md", runs_dir=models_runs, bench_dir=tmp_path)
+    text = text.read_text()
+    # lraspp (val 0.634) is retained; the unet_mini baseline has test 0.498.
+    assert (
+        "Against the `unet_mini` baseline of the models suite: test mIoU 0.601 vs 0.498 (+0.103), better"
+        in text
+    )

@@ -52,6 +52,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+BASELINE_MODEL = "unet_mini"  # the simple model every other one must beat
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -84,7 +86,10 @@ def write_report(
     aug_summary = section_augmentation(
         note, runs.get("augmentation", []), records.get("augmentation", {}), synthetic
     )
-    section_retained(note, retained, budget)
+    baseline = next(
+        (r for r in runs.get("models", []) if r.cfg("model.name") == BASELINE_MODEL), None
+    )
+    section_retained(note, retained, budget, baseline)
     section_pipeline(note, bench_dir)
     section_limits(note, runs, records, synthetic, aug_summary)
     text = note.text()

@@ -360,7 +360,12 @@ def _why_no_help(runs: list[RunInfo], synthetic: bool) -> str:
     return " ".join(parts)
 
 
-def section_retained(note: Note, retained: RunInfo | None, budget: float | None = None) -> None:
+def section_retained(
+    note: Note,
+    retained: RunInfo | None,
+    budget: float | None = None,
+    baseline: RunInfo | None = None,
+) -> None:
     note.add("## 6. The retained model")
     if retained is None:
         note.add("No finished run.")
@@ -373,7 +378,7 @@ def section_retained(note: Note, retained: RunInfo | None, budget: float | None 
         f"{retained.name}` (`{retained.cfg('model.name')}`, loss `{retained.cfg('train.loss')}`, "
         f"learning rate {fmt(retained.cfg('train.learning_rate'), 5)}, augmentation "
         f"{'+'.join(retained.cfg('data.augment') or []) or 'none'}, input "
-        f"{retained.cfg('data.size')}). Its test scores are reported here for the first time.",
+        f"{retained.cfg('data.size')}). Chosen on validation only: no test score took part in any choice.",
         table(
             ("split", "mIoU", "category IoU", "Dice", "pixel accuracy"),
             [
@@ -388,6 +393,18 @@ def section_retained(note: Note, retained: RunInfo | None, budget: float | None 
             ],
         ),
     )
+    if baseline is not None and baseline is not retained:
+        delta = retained.score("test", "miou") - baseline.score("test", "miou")
+        note.add(
+            f"Against the `{baseline.cfg('model.name')}` baseline of the models suite: test mIoU "
+            f"{fmt(retained.score('test', 'miou'))} vs {fmt(baseline.score('test', 'miou'))} "
+            f"({delta:+.3f}), "
+            + ("better" if delta > 0 else "**not better**")
+            + f"; latency {fmt(retained.metrics.get('inference_ms'), 1)} vs "
+            f"{fmt(baseline.metrics.get('inference_ms'), 1)} ms/image, "
+            f"{millions(retained.metrics.get('params'))} M vs "
+            f"{millions(baseline.metrics.get('params'))} M parameters."
+        )
     val_pc, test_pc = retained.per_category("val"), retained.per_category("test")
     cats = list(val_pc or test_pc)
     note.add(
