@@ -68,7 +68,9 @@ def _suite_dir(tmp_path: Path, **edits: Any) -> Path:
 @pytest.fixture
 def fake_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Skip dataset preparation: the fake trainer reads no data."""
-    monkeypatch.setattr(experiments, "ensure_data", lambda config, spec: {"data.root": "data/fake"})
+    monkeypatch.setattr(
+        experiments.runner, "ensure_data", lambda config, spec: {"data.root": "data/fake"}
+    )
     return ["data.root=data/fake"]
 
 
