@@ -347,3 +347,30 @@ def test_retained_model_compared_with_the_baseline(models_runs: Path, tmp_path: 
         "Against the `unet_mini` baseline of the models suite: test mIoU 0.601 vs 0.498 (+0.103), better"
         in text
     )
+
+
+def test_pdf_error_names_the_missing_html(tmp_path: Path) -> None:
+    from cityseg.report.pdf import PdfError, write_pdf
+
+    with pytest.raises(PdfError, match=r"note\.html"):
+        write_pdf(tmp_path / "note.html")
+
+
+@pytest.mark.browser
+def test_note_prints_to_pdf_with_its_figures(models_runs: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from cityseg.report.pdf import find_chromium, write_pdf
+
+    if find_chromium() is None:
+        pytest.skip("needs a system Chromium")
+    pytest.importorskip("playwright")
+    note = report.write_report(
+        tmp_path / "docs" / "note.md", runs_dir=models_runs, bench_dir=tmp_path
+    )
+    pdf = write_pdf(note.with_suffix(".html"))
+    assert pdf == note.with_suffix(".pdf") and pdf.read_bytes().startswith(b"%PDF")
+    # The same HTML with its figures gone prints much smaller: the figures are in the PDF.
+    shutil.rmtree(note.parent / "figures")
+    bare = write_pdf(note.with_suffix(".html"), tmp_path / "bare.pdf")
+    assert pdf.stat().st_size > 2 * bare.stat().st_size, (pdf.stat().st_size, bare.stat().st_size)

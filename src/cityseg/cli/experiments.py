@@ -135,12 +135,23 @@ def report(
     out: Path = typer.Option(Path("docs/technical-note.md"), help="Markdown file to write."),
     bench_dir: Path = typer.Option(Path("bench"), help="Folder of benchmark JSON files."),
     html: bool = typer.Option(True, help="Also render the note to HTML next to it."),
+    pdf: bool = typer.Option(
+        False, help="Also print the HTML to PDF (needs Playwright and a system Chromium)."
+    ),
 ) -> None:
-    """Write the technical note (Markdown + figures + HTML) from the recorded runs."""
+    """Write the technical note (Markdown + figures + HTML [+ PDF]) from the recorded runs."""
     from cityseg.report import write_report
+    from cityseg.report.pdf import PdfError, write_pdf
 
-    path = write_report(out, runs_dir=runs_dir, bench_dir=bench_dir, html=html)
+    path = write_report(out, runs_dir=runs_dir, bench_dir=bench_dir, html=html or pdf)
     _console().print(f"technical note written to {path}")
+    if pdf:
+        try:
+            printed = write_pdf(path.with_suffix(".html"))
+        except PdfError as err:
+            _console().print(f"[red]cityseg report: {err}[/red]")
+            raise typer.Exit(1) from err
+        _console().print(f"PDF written to {printed}")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Typer) -> None:
