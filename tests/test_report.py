@@ -325,6 +325,7 @@ def test_latency_budget_picks_the_retained_model(tmp_path: Path) -> None:
     # Retained: the best validation run within the budget (loss/dice), not models/big.
     assert "within the 15 ms/image real-time budget: `loss/dice`" in text
     assert "Against the `unet_mini` baseline" not in text  # no unet_mini run in this suite
+    assert "Setup: input 64x32, " in text and "loss `ce`, augmentation none" in text
     # The last-epoch gain column: history rises by 0.02 per epoch in write_run.
     column = list(suites.MODEL_HEADER).index("last-epoch gain")
     assert _row(text, "`fast`")[column] == "+0.020"

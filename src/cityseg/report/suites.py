@@ -74,6 +74,20 @@ MODEL_HEADER = (
 )
 
 
+def setup_sentence(run: RunInfo) -> str:
+    """The training recipe of a run, in one sentence (from its saved config)."""
+    weights = run.cfg("model.encoder_weights")
+    augment = "+".join(run.cfg("data.augment") or []) or "none"
+    return (
+        f"Setup: input {run.cfg('data.size')}, {fmt(run.cfg('train.epochs'), 0)} epochs in "
+        f"batches of {fmt(run.cfg('data.batch_size'), 0)}, {run.cfg('train.optimizer') or 'adamw'} "
+        f"at learning rate {fmt(run.cfg('train.learning_rate'), 4)} with a "
+        f"{run.cfg('train.schedule') or 'cosine'} schedule, loss `{run.cfg('train.loss')}`, "
+        f"augmentation {augment}, encoders "
+        + (f"initialised from `{weights}`." if weights else "trained from scratch.")
+    )
+
+
 def signed(value: float, digits: int = 3) -> str:
     """`+0.012`-style text, a dash for NaN."""
     return DASH if math.isnan(value) else f"{value:+.{digits}f}"
@@ -87,7 +101,8 @@ def section_models(note: Note, runs: list[RunInfo], budget: float | None = None)
     winner = best(runs)
     note.add(
         "Same data, input size, epoch budget, loss and augmentation for every architecture; "
-        "only the model differs. Sorted as in the suite; the best validation mIoU is in bold.",
+        f"only the model differs. {setup_sentence(runs[0])} "
+        "Sorted as in the suite; the best validation mIoU is in bold.",
         table(
             MODEL_HEADER,
             [
