@@ -375,3 +375,40 @@ def test_note_prints_to_pdf_with_its_figures(models_runs: Path, tmp_path: Path) 
     shutil.rmtree(note.parent / "figures")
     bare = write_pdf(note.with_suffix(".html"), tmp_path / "bare.pdf")
     assert pdf.stat().st_size > 2 * bare.stat().st_size, (pdf.stat().st_size, bare.stat().st_size)
+
+
+def test_benchmarks_become_focused_tables(models_runs: Path, tmp_path: Path) -> None:
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    run = {"cache": False, "augment": False, "mode": "inline", "workers": 1}
+    loader = {
+        "size": [512, 256],
+        "batch_size": 8,
+        "cores": 2,
+        "runs": [
+            {**run, "images_per_s": 60.0, "median_images_per_s": 59.0},
+            {**run, "mode": "threads", "workers": 2, "images_per_s": 108.0},
+        ],
+    }
+    (bench / "loader.json").write_text(json.dumps(loader))
+    result = {"model": "unet_mini", "size": "512x256", "runtime": "onnx", "precision": "fp32"}
+    latency = {
+        "machine": {"matmul_peak_gflops": 200.0, "cores": 2},
+        "results": [{**result, "median_ms": 50.0, "images_per_s": 20.0, "fraction_of_peak": 0.9}],
+    }
+    (bench / "latency.json").write_text(json.dumps(latency))
+    text = report.write_report(tmp_path / "n.md", runs_dir=models_runs, bench_dir=bench)
+    text = text.read_text()
+    # 108 / 60 = 1.80 over one worker; 2 workers on 2 cores: 0.90 of the limit.
+    assert _row(text, "decode PNG")[:7] == [
+        "decode PNG",
+        "no",
+        "inline x 1",
+        "60.0",
+        "59.0",
+        "1.00",
+        "–",
+    ]
+    assert "| decode PNG | no | threads x 2 | 108.0 | – | 1.80 | 0.90 |" in text
+    assert _row(text, "unet_mini")[:6] == ["unet_mini", "512x256", "onnx", "fp32", "50.0", "20.0"]
+    assert "200 GFLOP/s on 2 cores" in text

@@ -17,6 +17,7 @@ from cityseg.report.dataset import city_of, load_split, pixel_frequencies, split
 from cityseg.report.note import Note
 from cityseg.report.runs import (
     DASH,
+    RISING,
     SMALL_CATEGORIES,
     SUITES,
     RunInfo,
@@ -29,9 +30,6 @@ from cityseg.report.runs import (
 )
 
 log = logging.getLogger(__name__)
-
-
-RISING = 0.01  # a last-epoch val mIoU gain above this: the curve is still rising
 
 
 def section_intro(note: Note, runs: dict[str, list[RunInfo]], records: dict[str, Any]) -> None:
@@ -187,6 +185,81 @@ def _first_file(bench_dir: Path, names: Sequence[str]) -> Path | None:
     return None
 
 
+def loader_rows(loader: Any) -> list[tuple[str, ...]] | None:
+    """One row per measured loader configuration, with its speed-up over one worker."""
+    runs = loader.get("runs") if isinstance(loader, dict) else None
+    if not isinstance(runs, list) or not runs:
+        return None
+    single = {
+        (bool(r.get("cache")), bool(r.get("augment"))): num(r.get("images_per_s"))
+        for r in runs
+        if r.get("workers") == 1
+    }
+    cores = num(loader.get("cores"))
+    rows = []
+    for r in runs:
+        base = single.get((bool(r.get("cache")), bool(r.get("augment"))), math.nan)
+        speedup = num(r.get("images_per_s")) / base if base else math.nan
+        workers = int(num(r.get("workers")) or 1)
+        rows.append(
+            (
+                "cache" if r.get("cache") else "decode PNG",
+                "yes" if r.get("augment") else "no",
+                f"{r.get('mode', '?')} x {workers}",
+                fmt(r.get("images_per_s"), 1),
+                fmt(r.get("median_images_per_s"), 1),
+                fmt(speedup, 2),
+                fmt(speedup / min(workers, cores) if workers > 1 else math.nan, 2),
+            )
+        )
+    return rows
+
+
+LOADER_HEADER = (
+    "source",
+    "augment",
+    "workers",
+    "images/s (best)",
+    "images/s (median)",
+    "x 1 worker",
+    "per-core efficiency",
+)
+
+
+def latency_rows(latency: Any) -> list[tuple[str, ...]] | None:
+    """One row per measured runtime variant of the latency benchmark."""
+    results = latency.get("results") if isinstance(latency, dict) else None
+    if not isinstance(results, list) or not results:
+        return None
+    return [
+        (
+            str(r.get("model") or r.get("name")),
+            str(r.get("size")),
+            str(r.get("runtime")),
+            str(r.get("precision")),
+            fmt(r.get("median_ms"), 1),
+            fmt(r.get("images_per_s"), 1),
+            fmt(r.get("speedup_vs_keras_predict"), 1),
+            fmt(r.get("fraction_of_peak"), 2),
+            fmt(r.get("file_size_mb"), 1),
+        )
+        for r in results
+    ]
+
+
+LATENCY_HEADER = (
+    "model",
+    "size",
+    "runtime",
+    "precision",
+    "median ms",
+    "images/s",
+    "x Keras predict",
+    "fraction of matmul peak",
+    "file MB",
+)
+
+
 def section_pipeline(note: Note, bench_dir: Path) -> None:
     note.add("## 7. Data pipeline and speed")
     loader_path = _first_file(bench_dir, ("loader.json", "bench_loader.json"))
@@ -194,11 +267,23 @@ def section_pipeline(note: Note, bench_dir: Path) -> None:
     note.add(
         "Training batches come from a `keras.utils.PyDataset` (`CityscapesSequence`): frames are "
         "decoded and resized once (image bilinear, mask nearest, aspect kept) into an on-disk "
-        "cache, augmented with albumentations (image and mask together), and loaded by worker "
-        "processes; the last partial batch is kept."
+        "memory-mapped cache, augmented with albumentations (image and mask together), and "
+        "loaded by `data.workers` worker threads (processes optional: decoding, resizing and "
+        "OpenCV release the GIL, and processes would pickle every batch back); the last "
+        "partial batch is kept."
     )
     if loader is not None:
-        note.add(f"Measured loader throughput (`{loader_path}`):", json_table(loader))
+        rows = loader_rows(loader)
+        if rows:
+            note.add(
+                f"Measured loader throughput (`{loader_path}`: batches of "
+                f"{fmt(loader.get('batch_size'), 0)} at {_size_text(loader.get('size'))}, "
+                f"{fmt(loader.get('cores'), 0)} cores; per-core efficiency is the speed-up "
+                "divided by the workers that the cores can run at once, 1.0 being the limit):",
+                table(LOADER_HEADER, rows),
+            )
+        else:
+            note.add(f"Measured loader throughput (`{loader_path}`):", json_table(loader))
     else:
         note.add(
             f"No loader benchmark found: run `cityseg bench loader --json {bench_dir / 'loader.json'}`."
@@ -208,11 +293,29 @@ def section_pipeline(note: Note, bench_dir: Path) -> None:
     latency_path = _first_file(bench_dir, ("latency.json", "bench_latency.json"))
     latency = read_json(latency_path) if latency_path else None
     if latency is not None:
-        note.add(f"Inference latency (`{latency_path}`):", json_table(latency))
+        rows = latency_rows(latency)
+        if rows:
+            machine = latency.get("machine") or {}
+            note.add(
+                f"Inference latency (`{latency_path}`: batch 1 after warm-up, each variant in a "
+                "fresh process; float32 matrix-multiply peak measured in the same run: "
+                f"{fmt(machine.get('matmul_peak_gflops'), 0)} GFLOP/s on "
+                f"{fmt(machine.get('cores'), 0)} cores; int8 kernels can exceed that float32 "
+                "peak):",
+                table(LATENCY_HEADER, rows),
+            )
+        else:
+            note.add(f"Inference latency (`{latency_path}`):", json_table(latency))
     else:
         note.add(
             f"No latency benchmark found: run `cityseg bench latency --json {bench_dir / 'latency.json'}`."
         )
+
+
+def _size_text(size: Any) -> str:
+    if isinstance(size, list | tuple) and len(size) == 2:
+        return f"{size[0]}x{size[1]}"
+    return str(size)
 
 
 def section_limits(

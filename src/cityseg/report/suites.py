@@ -16,6 +16,7 @@ from cityseg.report.note import Note
 from cityseg.report.runs import (
     BASELINE_ARM,
     DASH,
+    RISING,
     SMALL_CATEGORIES,
     RunInfo,
     augmentation_summary,
@@ -118,12 +119,21 @@ def section_models(note: Note, runs: list[RunInfo], budget: float | None = None)
             + _speed_sentence(runs, winner)
         )
         note.add(_budget_sentence(runs, winner, budget))
-    gains = [g for g in (last_epoch_gain(r) for r in runs) if not math.isnan(g)]
+    gains = {r.name: last_epoch_gain(r) for r in runs if not math.isnan(last_epoch_gain(r))}
     if gains:
+        rising = {name: g for name, g in gains.items() if g > RISING}
         note.add(
             "*last-epoch gain*: validation mIoU of the last epoch minus the one before; the "
             "cosine schedule decays the learning rate to zero, so a small gain means the curve "
-            f"has flattened (here from {min(gains):+.3f} to {max(gains):+.3f})."
+            f"has flattened (here from {min(gains.values()):+.3f} to {max(gains.values()):+.3f}). "
+            + (
+                f"{len(gains) - len(rising)} of {len(gains)} curves flattened (gain at most "
+                f"{RISING}); still rising: "
+                + ", ".join(f"`{n}` ({g:+.3f})" for n, g in rising.items())
+                + ": this budget undersells them, and their rank may change with more epochs."
+                if rising
+                else f"Every curve flattened (gain at most {RISING})."
+            )
         )
     curves = {r.name: _curve(r, "val_miou") for r in runs}
     note.figure(
