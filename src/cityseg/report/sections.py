@@ -196,7 +196,7 @@ def loader_rows(loader: Any) -> list[tuple[str, ...]] | None:
         if r.get("workers") == 1
     }
     cores = num(loader.get("cores"))
-    rows = []
+    rows: list[tuple[str, ...]] = []
     for r in runs:
         base = single.get((bool(r.get("cache")), bool(r.get("augment"))), math.nan)
         speedup = num(r.get("images_per_s")) / base if base else math.nan
