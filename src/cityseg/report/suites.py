@@ -377,6 +377,18 @@ def _why_no_help(runs: list[RunInfo], synthetic: bool) -> str:
                 "The model does overfit, yet no technique closed the gap beyond noise within "
                 "this epoch budget; more epochs or seeds may be needed to see an effect."
             )
+    everything = [r for r in runs if r.arm == "all"]
+    all_gaps = [g for g in (best_epoch_gap(r) for r in everything) if g is not None]
+    if gaps and all_gaps:
+        train_none = statistics.fmean(g[0] for g in gaps)
+        train_all = statistics.fmean(g[0] for g in all_gaps)
+        if train_all < train_none - 0.01:
+            parts.append(
+                "With every technique on, train mIoU at the best epoch (on the augmented "
+                f"batches) falls to {train_all:.3f} (vs {train_none:.3f}): within a fixed epoch "
+                "budget augmentation makes fitting harder (the same steps on harder samples) "
+                "instead of curbing an overfitting that is not there."
+            )
     if synthetic:
         parts.append(
             "The train and validation cities come from the same procedural generator, so "
