@@ -10,7 +10,7 @@ import pytest
 from data_trees import make_tree, write_frame
 from PIL import Image
 
-from cityseg.bench_loader import iterate_epoch
+from cityseg.bench.loader import iterate_epoch
 from cityseg.data import labels
 from cityseg.data.augment import list_techniques
 from cityseg.data.cache import build_cache, cache_key

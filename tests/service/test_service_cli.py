@@ -49,7 +49,7 @@ def test_bench_serve_cli_writes_json(tmp_path: Path, monkeypatch: pytest.MonkeyP
         calls.append(kwargs)
         return {"benchmark": "serve", "throughput_rps": 1.5}
 
-    monkeypatch.setattr("cityseg.bench_serve.run_bench", fake_run_bench)
+    monkeypatch.setattr("cityseg.bench.serve.run_bench", fake_run_bench)
     out = tmp_path / "out" / "serve.json"
     args = ["bench", "serve", "--run", str(tmp_path), "--requests", "7", "--concurrency", "3",
             "--size", "320x160", "--json", str(out)]  # fmt: skip

@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 from service_helpers import expected_mask, png_bytes, random_image
 
-from cityseg.bench_serve import load_test, percentiles, run_bench
+from cityseg.bench.serve import load_test, percentiles, run_bench
 
 
 def test_eight_concurrent_clients_each_get_their_own_mask(live_server: str) -> None:

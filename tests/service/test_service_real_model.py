@@ -39,7 +39,7 @@ def real_run(synth_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def test_real_run_folder_end_to_end(real_run: Path) -> None:
-    from cityseg.runtime import Predictor
+    from cityseg.inference.runtime import Predictor
 
     app = create_app(Settings(run=real_run))
     with TestClient(app) as client:

@@ -93,7 +93,7 @@ def cache(
     workers: int = typer.Option(2, min=1, help="Processes decoding the PNGs."),
 ) -> None:
     """Decode and resize every sample of the manifest once into the memory-mapped cache."""
-    from cityseg.config import parse_size
+    from cityseg.common.sizes import parse_size
     from cityseg.data.cache import build_cache
     from cityseg.data.cityscapes import DataError
     from cityseg.data.split import SETS, default_manifest_path, load_manifest
@@ -115,7 +115,7 @@ def augment_grid(
     seed: int = typer.Option(0, help="Augmentation seed."),
 ) -> None:
     """One image under each augmentation technique (image | image with mask overlay)."""
-    from cityseg.config import parse_size
+    from cityseg.common.sizes import parse_size
     from cityseg.data.augment import build_augmentation, list_techniques
     from cityseg.data.cache import load_resized
     from cityseg.data.cityscapes import DataError, list_samples
@@ -180,8 +180,8 @@ def bench_loader_cmd(
     """Loader images/s for each worker count, with/without cache and augmentation."""
     from rich.table import Table
 
-    from cityseg.bench_loader import bench_loader
-    from cityseg.config import parse_size
+    from cityseg.bench.loader import bench_loader
+    from cityseg.common.sizes import parse_size
     from cityseg.data.cityscapes import DataError, list_samples
 
     try:

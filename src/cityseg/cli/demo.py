@@ -34,10 +34,10 @@ def demo(
     port: int = typer.Option(8000, help="Service port."),
 ) -> None:
     """Synthetic cities -> split -> train -> evaluate -> serve, skipping finished steps."""
-    from cityseg import config as config_mod
-    from cityseg.config import parse_size
+    from cityseg.common.sizes import parse_size
     from cityseg.data import split as split_mod
     from cityseg.data import synth
+    from cityseg.training import config as config_mod
 
     started = time.perf_counter()
     if (data / "leftImg8bit").is_dir():
@@ -71,7 +71,7 @@ def demo(
     if (run_dir / "metrics.json").is_file():
         console.print(f"[3/4] training: reusing the finished run {run_dir}")
     else:
-        from cityseg.train import train
+        from cityseg.training.train import train
 
         console.print(f"[3/4] training {cfg.model.name} into {run_dir}")
         train(cfg, run_dir, resume=(run_dir / "checkpoint").is_dir())

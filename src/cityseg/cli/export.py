@@ -35,8 +35,8 @@ def export_command(
     parity_images: int = typer.Option(20, min=1, help="Test images for the parity check."),
 ) -> None:
     """Export a run to LiteRT or ONNX; writes FILE and FILE.json with measured parity."""
-    from cityseg.export import ExportError, export
-    from cityseg.runtime import RuntimeLoadError, read_sidecar
+    from cityseg.inference.export import ExportError, export
+    from cityseg.inference.runtime import RuntimeLoadError, read_sidecar
 
     try:
         path = export(
@@ -90,8 +90,8 @@ def bench_latency_command(
     ),
 ) -> None:
     """Median / p90 ms, images/s, memory, size and speed-up over Keras predict, per runtime."""
-    from cityseg.bench_latency import VARIANTS, bench_latency, write_json
-    from cityseg.config import parse_size
+    from cityseg.bench.latency import VARIANTS, bench_latency, write_json
+    from cityseg.common.sizes import parse_size
 
     runs = list(run or [])
     if not runs:

@@ -68,8 +68,8 @@ def bench_serve(
     ),
 ) -> None:
     """Start the service on a free port, load it with N requests from C clients, report."""
-    from cityseg.bench_serve import run_bench
-    from cityseg.config import parse_size
+    from cityseg.bench.serve import run_bench
+    from cityseg.common.sizes import parse_size
 
     result = run_bench(
         run=run,

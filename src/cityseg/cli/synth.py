@@ -27,7 +27,7 @@ def synth(
     ),
 ) -> None:
     """Render synthetic street scenes as leftImg8bit/ + gtFine/ (labelIds, color, instanceIds, polygons)."""
-    from cityseg.config import parse_size
+    from cityseg.common.sizes import parse_size
     from cityseg.data.synth import generate, split_counts
 
     try:
@@ -64,8 +64,8 @@ def bench_synth(
     ),
 ) -> None:
     """Frames/s of the generator with 1 and 2 worker processes, and their ratio."""
-    from cityseg.config import parse_size
-    from cityseg.data.synth_bench import bench_synth as run_bench
+    from cityseg.bench.synth import bench_synth as run_bench
+    from cityseg.common.sizes import parse_size
 
     result = run_bench(parse_size(size), frames, seed=seed)
     text = json.dumps(result, indent=2)

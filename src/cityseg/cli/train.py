@@ -41,7 +41,7 @@ def train(
     ),
 ) -> None:
     """Train a model; the run folder gets config, history, checkpoint, model, metrics and plots."""
-    from cityseg import config as config_mod
+    from cityseg.training import config as config_mod
 
     sets = list(overrides) + ([f"train.strategy={strategy}"] if strategy else [])
     try:
@@ -62,8 +62,8 @@ def train(
             run_dir = out or Path("runs") / cfg.name
     except (KeyError, ValueError, FileNotFoundError) as err:
         _fail(str(err).strip('"'))
-    from cityseg.train import TrainingError
-    from cityseg.train import train as run_training
+    from cityseg.training.train import TrainingError
+    from cityseg.training.train import train as run_training
 
     try:
         path = run_training(cfg, run_dir, resume=resume is not None)
@@ -86,7 +86,7 @@ def _samples(data: Path | None, manifest: Path | None, split: str, run: Path | N
     if manifest is None and data is None and run is not None:
         cfg_file = (run if run.is_dir() else run.parent) / "config.yaml"
         if cfg_file.is_file():
-            from cityseg import config as config_mod
+            from cityseg.training import config as config_mod
 
             cfg = config_mod.load(cfg_file)
             data = Path(cfg.data.root)
@@ -132,14 +132,14 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Score a model (or a folder of predictions) on a whole split at the original resolution."""
-    from cityseg import evaluate as ev
+    from cityseg.evaluation import evaluate as ev
 
     if (run is None) == (predictions is None):
         _fail("give exactly one of --run or --predictions")
     samples = _samples(data, manifest, split, run)
     try:
         if run is not None:
-            from cityseg.runtime import Predictor
+            from cityseg.inference.runtime import Predictor
 
             result = ev.evaluate(Predictor.load(run, runtime), samples, progress=not as_json)
             out = out or (run if run.is_dir() else run.parent)
@@ -231,7 +231,7 @@ def predict(
     from PIL import Image
 
     from cityseg.data.cityscapes import read_image
-    from cityseg.runtime import Predictor
+    from cityseg.inference.runtime import Predictor
 
     if fmt not in FORMATS:
         _fail(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")

@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from cityseg.data.synth_style import CityStyle
+from cityseg.data.synth_style import CityStyle, Color
 
-Color = tuple[int, int, int]
 Point = tuple[int, int]
 
 # Labels whose depth follows the ground plane (per image row) rather than one distance.

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cityseg.data.synth_geometry import Color
+Color = tuple[int, int, int]  # sRGB, 0..255
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 A suite is a YAML file under `configs/experiments/` (see `models.yaml` for the annotated
 format). `run_suite` resolves one `Config` per grid point (and seed), skips runs that are
 already complete (`metrics.json` present and the saved config identical), resumes runs that
-have a checkpoint but no metrics, trains the rest with `cityseg.train.train`, and keeps a
+have a checkpoint but no metrics, trains the rest with `cityseg.training.train.train`, and keeps a
 record of what it did and how long it took in `<runs_dir>/<suite>/suite.json`.
 
 Suites can build on each other: the loss suite trains "the chosen model" (best validation mIoU

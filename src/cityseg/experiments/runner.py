@@ -7,8 +7,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from cityseg import config as config_mod
-from cityseg.config import Config
 from cityseg.experiments.records import Recorder, chosen_fields, current_command
 from cityseg.experiments.runs import default_train, execute, run_status
 from cityseg.experiments.study import run_study
@@ -25,6 +23,8 @@ from cityseg.experiments.suites import (
     resolve_config,
     select_arms,
 )
+from cityseg.training import config as config_mod
+from cityseg.training.config import Config
 
 log = logging.getLogger(__name__)
 

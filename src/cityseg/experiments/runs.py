@@ -14,9 +14,9 @@ from typing import Any
 
 import yaml
 
-from cityseg import config as config_mod
-from cityseg.config import Config
 from cityseg.experiments.suites import SELECTION_KEY, PlannedRun, SuiteError, TrainFn
+from cityseg.training import config as config_mod
+from cityseg.training.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def selection_score(metrics: dict[str, Any] | None) -> float:
 
 
 def default_train() -> TrainFn:
-    from cityseg.train import train
+    from cityseg.training.train import train
 
     return train
 

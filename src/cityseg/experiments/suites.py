@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from cityseg import config as config_mod
-from cityseg.config import Config
+from cityseg.training import config as config_mod
+from cityseg.training.config import Config
 
 PROFILES: tuple[str, ...] = ("ci", "cpu", "cityscapes")
 DEFAULT_SUITES_DIR = Path("configs/experiments")

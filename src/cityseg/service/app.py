@@ -3,6 +3,7 @@
 Example:
     >>> from cityseg.service.app import create_app
     >>> from cityseg.service.settings import Settings
+from cityseg.service.state import STATIC_DIR, ServiceState
     >>> app = create_app(Settings(run="runs/unet_mini_256x128_ce"))  # uvicorn.run(app)
 """
 
@@ -13,7 +14,6 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,10 @@ from fastapi.staticfiles import StaticFiles
 from cityseg.service.imaging import ImageError
 from cityseg.service.samples import SampleStore, manifest_for
 from cityseg.service.settings import Settings
+from cityseg.service.state import STATIC_DIR, ServiceState
 from cityseg.service.worker import InferenceWorker, PredictorLike, QueueFullError
 
 log = logging.getLogger(__name__)
-
-STATIC_DIR = Path(__file__).parent / "static"
-
 
 DESCRIPTION = """
 Segment a street-scene image into the 8 Cityscapes categories (void, flat, construction,
@@ -51,24 +49,6 @@ in its displayed orientation (EXIF rotation applied).
 
 class NoModelError(RuntimeError):
     """No model to serve: none given and no finished run found."""
-
-
-@dataclass
-class ServiceState:
-    """What the routes share: settings, the model once loaded, the samples."""
-
-    settings: Settings
-    model_path: Path | None
-    predictor: PredictorLike | None = None
-    worker: InferenceWorker | None = None
-    samples: SampleStore = field(default_factory=SampleStore.empty)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def ready(self) -> bool:
-        """True once the model is loaded and the inference thread runs."""
-        return self.worker is not None
 
 
 def run_score(metrics: dict[str, Any]) -> float | None:
@@ -119,7 +99,7 @@ def resolve_model_path(settings: Settings) -> Path:
 def serving_path(path: Path, runtime: str) -> Path:
     """What to load for `path`: with runtime "auto", a run folder's fastest export that met its
     parity bar (`cityseg export` records both in the sidecar), else the run's Keras model."""
-    from cityseg.runtime import best_runtime
+    from cityseg.inference.runtime import best_runtime
 
     if runtime != "auto" or not path.is_dir():
         return path
@@ -130,7 +110,7 @@ def serving_path(path: Path, runtime: str) -> Path:
 
 
 def _load_predictor(path: Path, runtime: str) -> PredictorLike:
-    from cityseg.runtime import Predictor
+    from cityseg.inference.runtime import Predictor
 
     return Predictor.load(serving_path(path, runtime), runtime=runtime)
 

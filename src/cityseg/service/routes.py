@@ -17,8 +17,8 @@ from starlette.datastructures import UploadFile
 
 from cityseg.data import labels
 from cityseg.service import analysis, imaging
-from cityseg.service.app import STATIC_DIR, ServiceState
 from cityseg.service.samples import SampleRef
+from cityseg.service.state import STATIC_DIR, ServiceState
 from cityseg.service.worker import PredictorLike, Result
 
 # ----------------------------------------------------------------------------- dependencies

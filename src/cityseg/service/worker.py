@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 
 class PredictorLike(Protocol):
-    """What the service needs from `cityseg.runtime.Predictor`."""
+    """What the service needs from `cityseg.inference.runtime.Predictor`."""
 
     name: str
     runtime: str

@@ -11,8 +11,8 @@ import pytest
 from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as official
 from cityscapesscripts.helpers.labels import labels as official_labels
 
-from cityseg import metrics
 from cityseg.data.labels import CATEGORIES, CATEGORY_TO_ID, EVAL_CATEGORIES, LABEL_IDS
+from cityseg.evaluation import metrics
 
 NAMES3 = ("a", "b", "c")
 

@@ -99,7 +99,7 @@ def image_miou(cm8: np.ndarray) -> float:
 
 def summarise(cm_ids: np.ndarray) -> dict[str, Any]:
     """All scores of a split from its label-id confusion matrix."""
-    from cityseg import metrics
+    from cityseg.evaluation import metrics
 
     cm8 = fold_to_categories(cm_ids)
     result = metrics.scores(cm8)
@@ -211,7 +211,7 @@ def evaluate(
     """Score `predictor` on `samples` at each label's original size; whole-split sums.
 
     `predictor.predict_many(images)` must return categories at each image's size
-    (`cityseg.runtime.Predictor`). `examples` = (first, worst) images kept for the figure,
+    (`cityseg.inference.runtime.Predictor`). `examples` = (first, worst) images kept for the figure,
     available as `result["_examples"]` (dropped by `save_json`).
     """
     acc = _Accumulator(*examples)
@@ -307,7 +307,7 @@ def jsonable(value: Any) -> Any:
 
 def write_outputs(result: dict[str, Any], run_dir: str | Path, split: str) -> list[Path]:
     """Write `eval_<split>.json` and the figures (`plots/*_<split>.png`) into `run_dir`."""
-    from cityseg import plots
+    from cityseg.evaluation import plots
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cityseg.bench_latency import bench_latency, count_flops, matmul_peak_gflops, write_json
+from cityseg.bench.latency import bench_latency, count_flops, matmul_peak_gflops, write_json
 from cityseg.data.labels import NUM_CLASSES
-from cityseg.export import ParityImage
+from cityseg.inference.export import ParityImage
 
 SIZE = (32, 16)
 

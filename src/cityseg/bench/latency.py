@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from cityseg.config import format_size
+from cityseg.common.sizes import format_size
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,7 @@ def bench_latency(
     export_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Measure every run x size x variant; returns the JSON-ready report."""
-    from cityseg.runtime import Predictor, cpu_cores
+    from cityseg.inference.runtime import Predictor, cpu_cores
 
     load_before = os.getloadavg()
     peak = matmul_peak_gflops()
@@ -93,7 +93,7 @@ def bench_latency(
         for size in sizes or [keras_predictor.input_size]:
             model = keras_predictor.backend.model  # type: ignore[attr-defined]
             if size != keras_predictor.input_size:
-                from cityseg.export import model_at_size
+                from cityseg.inference.export import model_at_size
 
                 model = model_at_size(model, run, size)
             flops = count_flops(model, size)
@@ -152,7 +152,7 @@ def _target(
     export_kwargs: dict[str, Any],
 ) -> Path | None:
     """The file (or run folder) that one variant measures; exports it when missing."""
-    from cityseg.runtime import list_exports
+    from cityseg.inference.runtime import list_exports
 
     if runtime in ("keras", "keras_predict"):
         return run
@@ -170,7 +170,7 @@ def _target(
     if not export_missing:
         log.warning("%s: no %s %s export at %s; skipped", run, fmt, precision, format_size(size))
         return None
-    from cityseg.export import export
+    from cityseg.inference.export import export
 
     return export(run, fmt, quantize, size, **export_kwargs)
 
@@ -188,7 +188,7 @@ def _measure(
     }
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
-        [sys.executable, "-m", "cityseg.bench_latency", json.dumps(spec)],
+        [sys.executable, "-m", "cityseg.bench.latency", json.dumps(spec)],
         capture_output=True,
         text=True,
         env=env,
@@ -211,11 +211,11 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     x = np.random.default_rng(0).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
     rss_before = psutil.Process().memory_info().rss
     if runtime == "keras_predict":
-        from cityseg.runtime import load_keras_model
+        from cityseg.inference.runtime import load_keras_model
 
         model = load_keras_model(target / "model.keras" if target.is_dir() else target)
         if tuple(model.input_shape[1:3]) != (height, width):
-            from cityseg.export import model_at_size
+            from cityseg.inference.export import model_at_size
 
             model = model_at_size(model, target, (width, height))
 
@@ -224,12 +224,12 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
         file_size = _size_mb(target / "model.keras" if target.is_dir() else target)
     else:
-        from cityseg.runtime import KerasBackend, Predictor
+        from cityseg.inference.runtime import KerasBackend, Predictor
 
         predictor = Predictor.load(target, runtime=runtime)
         backend = predictor.backend
         if predictor.input_size != (width, height):
-            from cityseg.export import model_at_size
+            from cityseg.inference.export import model_at_size
 
             backend = KerasBackend(model_at_size(backend.model, target, (width, height)))  # type: ignore[attr-defined]
         file_size = _size_mb(target / "model.keras" if target.is_dir() else target)
@@ -281,7 +281,7 @@ def _size_mb(path: Path) -> float:
 def _parity_of(target: Path) -> dict[str, Any]:
     if target.is_dir():
         return {}
-    from cityseg.runtime import read_sidecar
+    from cityseg.inference.runtime import read_sidecar
 
     parity = read_sidecar(target).get("parity") or {}
     return {"parity": {k: parity[k] for k in ("pixel_agreement", "miou_delta") if k in parity}}
@@ -299,7 +299,7 @@ def _add_speedups(results: list[dict[str, Any]]) -> None:
 
 def _targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per run at 512x256: the fastest runtime meeting its parity bar against both targets."""
-    from cityseg.runtime import meets_parity
+    from cityseg.inference.runtime import meets_parity
 
     checks = []
     for run in sorted({r["run"] for r in results}):

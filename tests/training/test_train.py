@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cityseg import config as config_mod
-from cityseg.callbacks import RunState, learning_rate_at, trim_history
+from cityseg.training import config as config_mod
+from cityseg.training.callbacks import RunState, learning_rate_at, trim_history
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "data.size=64x32",
     "data.batch_size=1",  # more steps per epoch: BatchNorm statistics settle sooner
@@ -85,7 +85,7 @@ def test_state_round_trips_and_a_corrupt_one_is_named(tmp_path: Path) -> None:
 def test_checkpoint_arrays_restore_weights_and_optimizer_state(tmp_path: Path) -> None:
     import keras
 
-    from cityseg.callbacks import load_arrays, save_arrays
+    from cityseg.training.callbacks import load_arrays, save_arrays
 
     def build() -> keras.Model:
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
@@ -108,7 +108,7 @@ def test_checkpoint_arrays_restore_weights_and_optimizer_state(tmp_path: Path) -
 
 
 def test_tracking_failure_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from cityseg.tracking import Tracker, flatten
+    from cityseg.training.tracking import Tracker, flatten
 
     assert flatten({"a": {"b": 1, "c": [1, 2]}}) == {"a.b": 1, "a.c": "1,2"}
     blocker = tmp_path / "file"
@@ -123,7 +123,7 @@ def test_tracking_failure_is_a_warning(tmp_path: Path, caplog: pytest.LogCapture
 
 def test_class_weights_favour_rare_categories(synth_root: Path) -> None:
     from cityseg.data.cityscapes import list_samples
-    from cityseg.train import class_weights
+    from cityseg.training.train import class_weights
 
     weights = class_weights(list_samples(synth_root, "train"), (64, 32))
     assert weights.shape == (8,) and np.isfinite(weights).all()
@@ -137,7 +137,7 @@ def test_class_weights_favour_rare_categories(synth_root: Path) -> None:
 @pytest.fixture(scope="module")
 def trained_run(synth_root: Path, manifest: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One short real training run, with MLflow on, shared by the tests below."""
-    from cityseg.train import train
+    from cityseg.training.train import train
 
     out = tmp_path_factory.mktemp("runs")
     cfg = tiny_config(
@@ -166,7 +166,7 @@ def test_training_learns_beyond_the_majority_class(trained_run: Path, manifest: 
     from cityseg.data import labels
     from cityseg.data.cityscapes import read_label
     from cityseg.data.split import load_manifest
-    from cityseg.evaluate import evaluate
+    from cityseg.evaluation.evaluate import evaluate
 
     with (trained_run / "history.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -228,7 +228,7 @@ def test_mlflow_recorded_params_metrics_and_artifacts(trained_run: Path) -> None
 def test_an_existing_run_is_not_overwritten(
     trained_run: Path, synth_root: Path, manifest: Path
 ) -> None:
-    from cityseg.train import TrainingError, train
+    from cityseg.training.train import TrainingError, train
 
     with pytest.raises(TrainingError, match="--resume"):
         train(tiny_config(synth_root, manifest), trained_run)
@@ -239,7 +239,7 @@ def test_an_existing_run_is_not_overwritten(
 def test_steps_per_epoch_never_runs_out_of_data() -> None:
     import keras
 
-    from cityseg.callbacks import LimitedSteps
+    from cityseg.training.callbacks import LimitedSteps
 
     class Batches(keras.utils.PyDataset):
         def __init__(self) -> None:
@@ -267,7 +267,7 @@ def test_steps_per_epoch_never_runs_out_of_data() -> None:
 def test_mixed_precision_is_refused_politely_on_cpu(caplog: pytest.LogCaptureFixture) -> None:
     import keras
 
-    from cityseg.train import set_mixed_precision
+    from cityseg.training.train import set_mixed_precision
 
     assert set_mixed_precision(True) is False
     assert keras.mixed_precision.global_policy().name == "float32"
@@ -280,7 +280,7 @@ def test_frozen_encoder_epochs_then_unfrozen_and_recompiled(
 ) -> None:
     import keras
 
-    from cityseg.train import train
+    from cityseg.training.train import train
 
     seen: list[tuple[int, bool, int]] = []
 
@@ -352,8 +352,8 @@ logging.basicConfig(level=logging.INFO)
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 from pathlib import Path
-from cityseg import config as config_mod
-from cityseg.train import make_strategy, train
+from cityseg.training import config as config_mod
+from cityseg.training.train import make_strategy, train
 assert make_strategy("mirrored").num_replicas_in_sync == 2
 cfg = config_mod.load(sys.argv[1])
 train(cfg, Path(sys.argv[2]))

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from cityseg.config import format_size
+from cityseg.common.sizes import format_size
 from cityseg.data.synth import SPLITS, _run, _Task, city_plan
 
 

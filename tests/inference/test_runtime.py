@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from cityseg.data.labels import NUM_CLASSES, PALETTE, colorize
-from cityseg.runtime import (
+from cityseg.inference.runtime import (
     Predictor,
     RuntimeLoadError,
     best_runtime,

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cityseg import evaluate as ev
 from cityseg.data import labels
 from cityseg.data.cityscapes import Sample, list_samples, read_label
+from cityseg.evaluation import evaluate as ev
 
 # Two 2x4 frames. Label ids: 0 unlabeled (void, ignored), 7 road, 9 parking (flat, ignored
 # by the benchmark), 11 building, 23 sky, 24 person, 26 car.
@@ -78,7 +78,7 @@ def test_evaluate_sums_the_whole_split_at_label_resolution(two_frames: list[Samp
     result = ev.evaluate(FakePredictor({1: PRED_A, 2: PRED_B}), two_frames, batch_size=1)
     _check_hand_computed(result)
     # The metrics module's category-level accumulator agrees (categories in, no label ids).
-    from cityseg import metrics
+    from cityseg.evaluation import metrics
 
     theirs = metrics.CategoryIoU()
     for gt, pred in ((GT_A, PRED_A), (GT_B, PRED_B)):

@@ -225,7 +225,7 @@ class Predictor:
             size = (int(shape[2]), int(shape[1]))
         config = _run_config(run_dir)
         if size is None and config:
-            from cityseg.config import parse_size
+            from cityseg.common.sizes import parse_size
 
             size = parse_size(config.get("data", {}).get("size", ""))
         if size is None:

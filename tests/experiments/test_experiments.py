@@ -11,14 +11,14 @@ import pytest
 import yaml
 
 from cityseg import experiments
-from cityseg.config import Config
+from cityseg.training.config import Config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SUITES = REPO / "configs" / "experiments"
 
 
 class FakeTrain:
-    """Stands in for cityseg.train.train: writes what a finished run leaves, records calls."""
+    """Stands in for cityseg.training.train.train: writes what a finished run leaves, records calls."""
 
     def __init__(
         self, scores: dict[str, float] | None = None, ms: dict[str, float] | None = None
@@ -277,9 +277,9 @@ def test_cli_dry_run(tmp_path: Path) -> None:
 def test_ci_profile_trains_for_real_then_skips_and_reports(
     synth_root: Path, tmp_path: Path
 ) -> None:
-    pytest.importorskip("cityseg.losses")  # the training stack (train.py and its imports)
+    pytest.importorskip("cityseg.training.losses")  # the training stack (train.py and its imports)
     from cityseg import report
-    from cityseg.train import train
+    from cityseg.training.train import train
 
     calls: list[str] = []
 

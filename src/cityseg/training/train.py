@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from cityseg.config import Config, format_size
+from cityseg.common.sizes import format_size
 from cityseg.data import labels
+from cityseg.training.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def class_weights(
     """
     from cityseg.data.cityscapes import read_label
     from cityseg.data.resize import resize_mask
-    from cityseg.losses import class_weights_from_frequencies, pixel_frequencies
+    from cityseg.training.losses import class_weights_from_frequencies, pixel_frequencies
 
     step = max(1, math.ceil(len(samples) / max_samples))
     masks = (
@@ -148,7 +149,7 @@ def _build_optimizer(config: Config) -> Any:
 def _compile(model: Any, config: Config, loss: Any) -> None:
     import tensorflow as tf
 
-    from cityseg.metrics import MeanIoU
+    from cityseg.evaluation.metrics import MeanIoU
 
     model.compile(
         optimizer=_build_optimizer(config),
@@ -196,7 +197,7 @@ def inference_ms(predictor: Any, repeats: int = 20, warmup: int = 3) -> float:
 
 
 def _prepare_run_dir(config: Config, run_dir: Path, resume: bool) -> Any:
-    from cityseg.callbacks import RunState, trim_history
+    from cityseg.training.callbacks import RunState, trim_history
 
     ckpt = run_dir / CHECKPOINT_DIR
     if resume:
@@ -237,10 +238,10 @@ def train(
     """
     import keras
 
-    from cityseg.callbacks import LimitedSteps, TrainingMonitor, load_arrays
     from cityseg.data.generator import CityscapesSequence
-    from cityseg.losses import get_loss
-    from cityseg.tracking import Tracker
+    from cityseg.training.callbacks import LimitedSteps, TrainingMonitor, load_arrays
+    from cityseg.training.losses import get_loss
+    from cityseg.training.tracking import Tracker
 
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -357,7 +358,7 @@ def train(
 
 def _save_best_model(config: Config, best: Path, out: Path) -> None:
     """Write the best weights as a clean `model.keras` (no optimizer state, default strategy)."""
-    from cityseg.callbacks import load_arrays
+    from cityseg.training.callbacks import load_arrays
 
     model = _create(config)
     load_arrays(best, model, optimizer=False)
@@ -370,10 +371,10 @@ def finish_run(
     config: Config, run_dir: Path, manifest: Any, state: Any, tracker: Any
 ) -> dict[str, Any]:
     """Score the saved model on val and test, time it, and write `metrics.json` and the plots."""
-    from cityseg import plots
-    from cityseg.callbacks import read_history
-    from cityseg.evaluate import evaluate, jsonable, write_outputs
-    from cityseg.runtime import Predictor
+    from cityseg.evaluation import plots
+    from cityseg.evaluation.evaluate import evaluate, jsonable, write_outputs
+    from cityseg.inference.runtime import Predictor
+    from cityseg.training.callbacks import read_history
 
     predictor = Predictor.load(run_dir / "model.keras")
     model = predictor.backend.model  # type: ignore[attr-defined]  # the Keras back end

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from cityseg import losses
+from cityseg.training import losses
 
 C = 8
 
@@ -172,7 +172,7 @@ def test_pixel_frequencies_over_batches():
 @pytest.mark.parametrize("name", losses.LOSSES)
 def test_every_loss_fits_in_a_compiled_graph(name):
     # The trainer compiles with XLA when it can: every loss must trace (no numpy, no eager).
-    from cityseg.metrics import MeanIoU
+    from cityseg.evaluation.metrics import MeanIoU
 
     rng = np.random.default_rng(6)
     x = rng.normal(size=(4, 4, 6, 3)).astype("float32")

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cityseg import config as config_mod
+from cityseg.training import config as config_mod
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 RUN_CONFIGS = sorted(CONFIGS.glob("*.yaml")) + sorted((CONFIGS / "cityscapes").glob("*.yaml"))
 
 

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 
 from cityseg.data.labels import CATEGORIES, IGNORE_INDEX, NUM_CLASSES, PALETTE, colorize
-from cityseg.export import ExportError, ParityImage, confusion, export, miou
-from cityseg.runtime import Predictor, best_runtime, sidecar_path
+from cityseg.evaluation.metrics import confusion_matrix as confusion
+from cityseg.evaluation.metrics import eval_category_miou as miou
+from cityseg.inference.export import ExportError, ParityImage, export
+from cityseg.inference.runtime import Predictor, best_runtime, sidecar_path
 
 SIZE = (48, 24)  # (width, height), 2:1 like Cityscapes
 
@@ -306,8 +308,8 @@ def test_cli_export_reads_calibration_and_parity_from_the_run_split(
     from typer.testing import CliRunner
 
     from cityseg.cli import app
-    from cityseg.config import from_dict
     from cityseg.data.split import make_split
+    from cityseg.training.config import from_dict
 
     manifest = make_split(synth_root, seed=0).save(tmp_path / "split.json")
     run = tmp_path / "runs" / "cli_run"

@@ -12,10 +12,10 @@ import pytest
 from PIL import Image
 
 from cityseg.data.labels import NUM_CLASSES, PALETTE, colorize
-from cityseg.export import ParityImage, export
-from cityseg.runtime import Predictor
+from cityseg.inference.export import ParityImage, export
+from cityseg.inference.runtime import Predictor
 
-SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "embedded" / "segment.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "examples" / "embedded" / "segment.py"
 SIZE = (48, 24)
 
 pytestmark = pytest.mark.slow

@@ -120,6 +120,11 @@ def scores(cm: np.ndarray, names: tuple[str, ...] | None = None) -> dict[str, An
     }
 
 
+def eval_category_miou(cm: np.ndarray) -> float:
+    """Mean IoU over the 7 official categories (no void) present in truth or prediction."""
+    return _nanmean(per_class_iou(cm)[list(EVAL_CATEGORIES)])
+
+
 def category_iou(label_ids_true: Any, categories_pred: Any) -> dict[str, Any]:
     """The official Cityscapes category score for one or more images.
 
@@ -157,7 +162,7 @@ class CategoryIoU:
         """`{"category_iou": mean, "per_category_iou": {name: iou}}` over the 7 categories."""
         iou = per_class_iou(self._cm.matrix)[list(EVAL_CATEGORIES)]
         return {
-            "category_iou": _nanmean(iou),
+            "category_iou": eval_category_miou(self._cm.matrix),
             "per_category_iou": {
                 CATEGORIES[c]: float(v) for c, v in zip(EVAL_CATEGORIES, iou, strict=True)
             },

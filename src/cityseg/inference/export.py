@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from cityseg.config import format_size, parse_size
-from cityseg.data.labels import CATEGORIES, EVAL_CATEGORIES, IGNORE_INDEX, NUM_CLASSES, PALETTE
+from cityseg.common.sizes import format_size, parse_size
+from cityseg.data.labels import CATEGORIES, NUM_CLASSES, PALETTE
 from cityseg.data.resize import letterbox
-from cityseg.runtime import (
+from cityseg.evaluation.metrics import confusion_matrix, eval_category_miou
+from cityseg.inference.runtime import (
     KerasBackend,
     Predictor,
     cpu_cores,
@@ -220,7 +221,7 @@ def to_onnx(model: Any, size: tuple[int, int], out: Path, opset: int = ONNX_OPSE
 
 def model_at_size(model: Any, run_dir: Path, size: tuple[int, int]) -> Any:
     """The run's model rebuilt at another input size with the same weights (fully convolutional)."""
-    from cityseg.runtime import _run_config
+    from cityseg.inference.runtime import _run_config
 
     config = _run_config(run_dir).get("model", {})
     try:
@@ -281,7 +282,7 @@ def load_parity_images(
 
 def _split_samples(run_dir: Path, split: str, data_root: str | Path | None) -> list[Any]:
     from cityseg.data.split import default_manifest_path, load_manifest
-    from cityseg.runtime import _run_config
+    from cityseg.inference.runtime import _run_config
 
     data = _run_config(run_dir).get("data", {})
     root = Path(data_root or data.get("root") or "")
@@ -310,21 +311,6 @@ def _representative(images: Sequence[np.ndarray], size: tuple[int, int]) -> Any:
 # --------------------------------------------------------------------------- parity
 
 
-def confusion(truth: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """Confusion matrix (rows truth, columns prediction) over scored pixels, one bincount."""
-    keep = truth != IGNORE_INDEX
-    index = truth[keep].astype(np.int64) * NUM_CLASSES + pred[keep]
-    return np.bincount(index, minlength=NUM_CLASSES**2).reshape(NUM_CLASSES, NUM_CLASSES)
-
-
-def miou(cm: np.ndarray) -> float:
-    """Mean IoU over the official categories present in truth or prediction (whole-set matrix)."""
-    tp = np.diag(cm).astype(np.float64)
-    union = cm.sum(0) + cm.sum(1) - tp
-    cats = [c for c in EVAL_CATEGORIES if union[c] > 0]
-    return float(np.mean([tp[c] / union[c] for c in cats])) if cats else float("nan")
-
-
 def measure_parity(
     reference: Predictor, exported: Predictor, images: Sequence[ParityImage]
 ) -> dict[str, Any]:
@@ -341,8 +327,8 @@ def measure_parity(
         agree += int((ref == got).sum())
         total += ref.size
         if item.truth is not None:
-            cm_ref += confusion(item.truth, ref)
-            cm_exp += confusion(item.truth, got)
+            cm_ref += confusion_matrix(item.truth, ref)
+            cm_exp += confusion_matrix(item.truth, got)
             scored += 1
     result: dict[str, Any] = {
         "images": len(images),
@@ -351,9 +337,9 @@ def measure_parity(
     }
     if scored:
         result.update(
-            miou_keras=miou(cm_ref),
-            miou_export=miou(cm_exp),
-            miou_delta=miou(cm_ref) - miou(cm_exp),
+            miou_keras=eval_category_miou(cm_ref),
+            miou_export=eval_category_miou(cm_exp),
+            miou_delta=eval_category_miou(cm_ref) - eval_category_miou(cm_exp),
             scored_images=scored,
         )
     return result

@@ -1,0 +1,1 @@
+"""Benchmarks, one module per `cityseg bench` verb: loader, latency, serve, synth."""

@@ -1,0 +1,1 @@
+"""Small helpers every stage may import (no framework, no project imports)."""

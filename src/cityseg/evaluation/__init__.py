@@ -1,0 +1,1 @@
+"""Evaluation: confusion-matrix metrics, whole-split scoring, figures."""

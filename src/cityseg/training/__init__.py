@@ -1,0 +1,1 @@
+"""Training: the run config, the train loop, callbacks (checkpoint and resume), losses, tracking."""
