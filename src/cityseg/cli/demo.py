@@ -44,11 +44,16 @@ def demo(
         console.print(f"[1/4] synthetic cities: reusing {data}")
     else:
         console.print(f"[1/4] rendering {cities} synthetic cities into {data}")
+        try:
+            frame_size = parse_size(size)
+            synth.split_counts(cities)  # too few cities to carve validation out of train
+        except ValueError as err:
+            raise typer.BadParameter(str(err)) from err
         synth.generate(
             data,
             cities=cities,
             frames_per_city=frames_per_city,
-            size=parse_size(size),
+            size=frame_size,
             seed=seed,
             workers=workers,
             progress=True,
