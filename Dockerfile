@@ -35,7 +35,7 @@ ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt SSL_CERT_FILE=/etc/ssl/certs/ca-
 RUN python3 -m venv /opt/uv && /opt/uv/bin/pip install --no-cache-dir "uv>=0.5,<1"
 ENV PATH=/opt/uv/bin:$PATH UV_LINK_MODE=copy UV_PYTHON_DOWNLOADS=never
 WORKDIR /build
-COPY pyproject.toml uv.lock README.md ./
+COPY pyproject.toml uv.lock ./
 # Every version pinned by uv.lock; each image installs the part it needs.
 RUN uv export --frozen --no-dev --extra cpu --no-emit-project --no-hashes \
       -o /build/constraints.txt
@@ -49,6 +49,7 @@ ARG LEAN_RUNTIME=onnxruntime
 RUN uv pip install --python /opt/venv/bin/python --compile-bytecode -c constraints.txt \
       numpy pillow scipy pyyaml typer rich fastapi uvicorn python-multipart pydantic-settings \
       swagger-ui-bundle-v2 ${LEAN_RUNTIME}
+COPY README.md ./
 COPY src ./src
 # cityscapesscripts: only its label table is used; its plotting dependencies are not needed.
 RUN uv pip install --python /opt/venv/bin/python --compile-bytecode --no-deps \
@@ -69,6 +70,7 @@ RUN site=/opt/venv/lib/python3.11/site-packages \
 # ------------------------------------------------------------------ full-venv: everything
 FROM builder AS full-venv
 RUN uv pip install --python /opt/venv/bin/python --compile-bytecode -r constraints.txt
+COPY README.md ./
 COPY src ./src
 RUN uv pip install --python /opt/venv/bin/python --compile-bytecode --no-deps .
 

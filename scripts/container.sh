@@ -83,8 +83,10 @@ run() {
   local target=${1:?lean or full} port=${2:-8080} name="cityseg-$1"
   "${PODMAN[@]}" rm -f "$name" >/dev/null 2>&1 || true
   local t0; t0=$(date +%s.%N)
-  "${PODMAN[@]}" run -d --name "$name" --network host "${FLAGS[@]}" \
-    -e CITYSEG_PORT="$port" -e CITYSEG_API_KEY="${CITYSEG_API_KEY:-smoke-test-key}" \
+  local env=(-e CITYSEG_PORT="$port" -e CITYSEG_API_KEY="${CITYSEG_API_KEY:-smoke-test-key}")
+  # CITYSEG_RUNTIME=keras makes the full image serve its Keras model rather than an export.
+  if [[ -n ${CITYSEG_RUNTIME:-} ]]; then env+=(-e CITYSEG_RUNTIME="$CITYSEG_RUNTIME"); fi
+  "${PODMAN[@]}" run -d --name "$name" --network host "${FLAGS[@]}" "${env[@]}" \
     "cityseg:$target" >/dev/null
   for _ in $(seq 1 600); do
     if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
@@ -118,20 +120,30 @@ PY
   code=$(curl -sS -o "$mask" -w "%{http_code}" -H "X-API-Key: smoke-test-key" \
     -H "Content-Type: image/png" --data-binary "@$image" \
     "http://127.0.0.1:$port/v1/segment?format=categories")
-  local unauth
+  local unauth json="$STAGE/smoke_$target.json"
   unauth=$(curl -sS -o /dev/null -w "%{http_code}" -H "Content-Type: image/png" \
     --data-binary "@$image" "http://127.0.0.1:$port/v1/segment")
+  curl -sS -o "$json" -H "X-API-Key: smoke-test-key" -H "Content-Type: image/png" \
+    --data-binary "@$image" "http://127.0.0.1:$port/v1/segment?format=json"
+  # The image's own HEALTHCHECK, run once by hand (timers need systemd, absent here).
+  local health=ok
+  "${PODMAN[@]}" healthcheck run "cityseg-$target" >/dev/null 2>&1 || health=failed
   "${PODMAN[@]}" rm -f "cityseg-$target" >/dev/null
-  python3 - "$mask" "$code" "$unauth" <<'PY'
-import sys, struct
-mask, code, unauth = sys.argv[1], sys.argv[2], sys.argv[3]
+  python3 - "$mask" "$code" "$unauth" "$json" "$health" <<'PY'
+import json, sys, struct
+mask, code, unauth, answer, health = sys.argv[1:6]
 data = open(mask, "rb").read()
 assert code == "200", f"POST /v1/segment answered {code}: {data[:200]!r}"
 assert unauth == "401", f"POST without the key answered {unauth}, not 401"
 assert data[:8] == b"\x89PNG\r\n\x1a\n", "the answer is not a PNG"
 w, h, depth, colour = struct.unpack(">IIBB", data[16:26])
 assert (w, h, depth, colour) == (320, 160, 8, 0), (w, h, depth, colour)
-print(f"smoke: 200 with a {w}x{h} category mask, 401 without the key")
+body = json.load(open(answer))
+shares = sum(c["share"] for c in body["categories"])
+assert (body["width"], body["height"]) == (320, 160) and abs(shares - 1) < 1e-6, body
+assert health == "ok", "the image's HEALTHCHECK failed"
+print(f"smoke: 200 with a {w}x{h} category mask and its JSON analysis, 401 without the key, "
+      f"HEALTHCHECK ok, model {body['model']}")
 PY
 }
 

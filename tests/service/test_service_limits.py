@@ -27,7 +27,7 @@ from service_helpers import (
 
 from cityseg.service import imaging
 from cityseg.service.app import create_app
-from cityseg.service.settings import BYTES_PER_PIXEL, Settings
+from cityseg.service.settings import Settings
 
 
 def test_overload_is_refused_before_the_body_is_read() -> None:
@@ -87,6 +87,8 @@ def test_at_most_max_active_images_are_held_at_once(monkeypatch: pytest.MonkeyPa
 
 
 def test_pixel_limit_follows_the_memory_budget() -> None:
+    from cityseg.service.settings import BYTES_PER_PIXEL
+
     settings = Settings(memory_budget_mb=1, max_active=2)
     assert settings.max_pixels == 2**20 // (2 * BYTES_PER_PIXEL) == 32768
     assert Settings(memory_budget_mb=1, max_active=2, max_pixels=10).max_pixels == 10
@@ -99,6 +101,8 @@ def test_pixel_limit_follows_the_memory_budget() -> None:
 
 
 def test_memory_budget_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cityseg.service.settings import BYTES_PER_PIXEL
+
     monkeypatch.setenv("CITYSEG_MEMORY_BUDGET_MB", "64")
     monkeypatch.setenv("CITYSEG_MAX_ACTIVE", "1")
     assert Settings().max_pixels == 64 * 2**20 // BYTES_PER_PIXEL

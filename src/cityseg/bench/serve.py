@@ -357,6 +357,7 @@ def run_bench(
         sys.executable, "-m", "uvicorn", factory, "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
+    load_before = os.getloadavg()  # other jobs on the machine skew every figure: say so
     process = subprocess.Popen(command, env=server_env)
     try:
         with PeakMemory(process.pid) as memory:
@@ -401,6 +402,8 @@ def run_bench(
         "server_sampled_peak_rss_mb": round(memory.peak_bytes / 2**20, 1),
         "worst_case": worst,
         "cpu_cores": os.cpu_count(),
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "machine": platform.machine(),
         "python": platform.python_version(),
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
