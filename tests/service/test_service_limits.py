@@ -30,27 +30,44 @@ from cityseg.service.app import create_app
 from cityseg.service.settings import Settings
 
 
+class GatedPredictor(FakePredictor):
+    """Holds every prediction until `gate` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = threading.Event()
+        self.gate = threading.Event()
+
+    def predict(self, image: np.ndarray) -> np.ndarray:
+        """Wait for the gate, then answer like FakePredictor."""
+        self.started.set()
+        self.gate.wait(30)
+        return super().predict(image)
+
+
 def test_overload_is_refused_before_the_body_is_read() -> None:
-    # One request in the model (1 active slot, no waiting room): the next one is answered 503
-    # at once, although its body never arrives; reading it first would wait forever.
-    app = create_app(Settings(max_active=1, max_queue=0), predictor=FakePredictor(delay_s=1.5))
-    with running(app) as url:
-        busy = threading.Thread(
-            target=httpx.post,
-            args=(f"{url}/v1/segment",),
-            kwargs={"content": png_bytes(random_image(8, 8)), "timeout": 10},
-        )
-        busy.start()
-        time.sleep(0.5)  # the first request holds the only slot now
-        started = time.monotonic()
-        sock = raw_request(
-            url, "POST /v1/segment HTTP/1.1\nHost: x\nContent-Type: image/png\nContent-Length: 5000"
-        )
-        sock.settimeout(1.0)
-        with sock:
-            assert read_status(sock) == 503
-        assert time.monotonic() - started < 1.0
-        busy.join()
+    # One request in the model, one waiting (1 active slot, room for 1): the third is answered
+    # 503 at once, although its body never arrives; reading it first would wait forever.
+    predictor = GatedPredictor()
+    app = create_app(Settings(max_active=1, max_queue=1, max_batch=1), predictor=predictor)
+    payload = png_bytes(random_image(8, 8))
+    with running(app) as url, ThreadPoolExecutor(2) as pool:
+        busy = pool.submit(httpx.post, f"{url}/v1/segment", content=payload, timeout=30)
+        assert predictor.started.wait(10)  # the first request holds the only slot
+        waiting = pool.submit(httpx.post, f"{url}/v1/segment", content=payload, timeout=30)
+        time.sleep(0.5)  # the second one is admitted and waits
+        try:
+            started = time.monotonic()
+            head = (
+                "POST /v1/segment HTTP/1.1\nHost: x\nContent-Type: image/png\nContent-Length: 5000"
+            )
+            with raw_request(url, head) as sock:
+                sock.settimeout(3.0)
+                assert read_status(sock) == 503
+            assert time.monotonic() - started < 3.0
+        finally:
+            predictor.gate.set()
+        assert busy.result().status_code == waiting.result().status_code == 200
 
 
 def test_at_most_max_active_images_are_held_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
