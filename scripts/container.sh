@@ -88,7 +88,8 @@ run() {
   if [[ -n ${CITYSEG_RUNTIME:-} ]]; then env+=(-e CITYSEG_RUNTIME="$CITYSEG_RUNTIME"); fi
   "${PODMAN[@]}" run -d --name "$name" --network host "${FLAGS[@]}" "${env[@]}" \
     "cityseg:$target" >/dev/null
-  for _ in $(seq 1 600); do
+  local wait_s=${HEALTH_TIMEOUT_S:-300} deadline=$((SECONDS + ${HEALTH_TIMEOUT_S:-300}))
+  while ((SECONDS < deadline)); do
     if curl -fsS "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
       python3 -c "import sys; print(f'healthy in {float(sys.argv[2]) - float(sys.argv[1]):.2f} s')" \
         "$t0" "$(date +%s.%N)"
@@ -97,7 +98,7 @@ run() {
     sleep 0.1
   done
   "${PODMAN[@]}" logs "$name" | tail -20
-  echo "container.sh: $name not healthy after 60 s" >&2; exit 1
+  echo "container.sh: $name not healthy after $wait_s s" >&2; exit 1
 }
 
 smoke() {
