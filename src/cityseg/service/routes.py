@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 import secrets
 from enum import StrEnum
 from functools import partial
@@ -23,8 +22,6 @@ from cityseg.service import analysis, imaging
 from cityseg.service.samples import SampleRef
 from cityseg.service.state import STATIC_DIR, ServiceState
 from cityseg.service.worker import PredictorLike, Result
-
-log = logging.getLogger(__name__)
 
 # ----------------------------------------------------------------------------- dependencies
 

@@ -42,7 +42,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0)  # larger bodies get 413
     # Memory the images in flight may take (MiB); sets the default pixel limit.
     memory_budget_mb: int = Field(default=2048, gt=0)
-    # Requests decoding, segmenting or rendering at once; the others wait without being read.
+    # Requests decoding, segmenting or rendering at once; admitted ones beyond it wait with
+    # only their compressed body (at most max_upload_bytes) in memory.
     max_active: int = Field(default=4, gt=0)
     # Larger images get 413 before any pixel is decoded; None = memory_budget_mb / max_active.
     max_pixels: int | None = Field(default=None, gt=0)
