@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -73,3 +77,58 @@ def create_fake_app() -> Any:
     from cityseg.service.settings import Settings
 
     return create_app(Settings(), predictor=FakePredictor())
+
+
+@contextmanager
+def running(app: Any, **options: Any) -> Iterator[str]:
+    """Serve `app` with uvicorn in a thread (uvicorn `options` added); yields its base URL.
+
+    `log_config=None` leaves logging alone, so that pytest's caplog sees uvicorn's records.
+    """
+    import httpx
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="info", log_config=None, **options
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    else:
+        raise RuntimeError("server did not start")
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def raw_request(url: str, head: str, body: bytes = b"") -> socket.socket:
+    """Open a socket to `url`, send the request line and headers `head` and `body`, no more."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n\r\n" + body)
+    return sock
+
+
+def read_status(sock: socket.socket) -> int:
+    """The HTTP status of the response arriving on `sock` (raises on timeout)."""
+    data = b""
+    while b"\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise ConnectionError(f"closed before a status line: {data!r}")
+        data += chunk
+    return int(data.split(b" ", 2)[1])

@@ -114,3 +114,57 @@ def test_upload_shows_mask_overlay_and_legend(live_server: str) -> None:
                 page.screenshot(path=str(SCREENSHOT), full_page=True)
         finally:
             browser.close()
+
+
+def test_key_in_session_storage_docs_offline_and_no_csp_violation() -> None:
+    from playwright.sync_api import expect, sync_playwright
+    from service_helpers import FakePredictor, running
+
+    from cityseg.service.app import create_app
+    from cityseg.service.settings import Settings
+
+    app = create_app(Settings(api_key="s3cret"), predictor=FakePredictor())
+    with running(app) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-dev-shm-usage"],
+        )  # fmt: skip
+        try:
+            page = browser.new_page()
+            console: list[str] = []
+            requested: list[str] = []
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
+            page.on("request", lambda request: requested.append(request.url))
+            page.goto(url)
+            expect(page.locator("#key-box")).to_have_attribute("open", "")  # opened on 401
+            page.locator("#api-key").fill("s3cret")
+            page.locator("#api-key").dispatch_event("change")
+            expect(page.locator("#model-line")).to_contain_text("fake_model")
+
+            buffer = io.BytesIO()
+            Image.fromarray(street_scene()).save(buffer, format="PNG")
+            page.set_input_files(
+                "#file-input",
+                files=[{"name": "s.png", "mimeType": "image/png", "buffer": buffer.getvalue()}],
+            )
+            expect(page.locator("#status")).to_contain_text("s.png: done")
+            swatch = page.locator("#legend tbody tr[data-category=sky] .swatch")
+            colour = ",".join(str(int(v)) for v in labels.PALETTE[5])
+            expect(swatch).to_have_css("background-color", f"rgb({colour.replace(',', ', ')})")
+
+            stored = page.evaluate(
+                "() => [localStorage.length, sessionStorage.getItem('cityseg-api-key')]"
+            )
+            assert stored == [0, "s3cret"]
+
+            page.goto(f"{url}/docs")
+            expect(page.locator(".opblock-summary-path").first).to_be_visible(timeout=20_000)
+            expect(page.locator(".opblock-summary-path", has_text="/v1/segment")).to_be_visible()
+            offsite = [u for u in requested if not u.startswith((url, "data:", f"blob:{url}"))]
+            assert offsite == [], offsite
+            # A 401 on a first try without the key is expected; a refused script or style is not.
+            refused = [m for m in console if "Content Security Policy" in m or "Refused" in m]
+            assert refused == [], refused
+        finally:
+            browser.close()

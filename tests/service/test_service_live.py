@@ -68,8 +68,10 @@ def test_run_bench_starts_measures_and_stops_a_server(tmp_path: Path) -> None:
         concurrency=2,
         size=(64, 32),
         factory="service_helpers:create_fake_app",
-        env={"PYTHONPATH": pythonpath},
+        # A small budget: 8 MiB over 4 active requests = 131072 pixels per image at most.
+        env={"PYTHONPATH": pythonpath, "CITYSEG_MEMORY_BUDGET_MB": "8"},
         startup_timeout_s=60,
+        worst_case_uploads=16,
     )
     assert report["model"] == "fake_model" and report["completed"] == 8 and report["errors"] == 0
     assert report["image"] == {"source": "synthetic JPEG", "width": 64, "height": 32,
@@ -77,3 +79,18 @@ def test_run_bench_starts_measures_and_stops_a_server(tmp_path: Path) -> None:
     assert report["throughput_rps"] > 0 and report["latency_ms"]["p50"] > 0
     assert report["server_peak_rss_mb"] > 10
     assert report["server_peak_rss_mb"] >= report["server_sampled_peak_rss_mb"] * 0.99
+    worst = report["worst_case"]
+    assert worst["uploads"] == 16 and worst["statuses"] == {"200": 16}
+    assert 131072 - 362 < worst["image"]["pixels"] <= 131072  # at the server's pixel limit
+    assert worst["image"]["bytes"] < 5_000  # a few bytes that decode to the most memory
+    assert worst["peak_rss_mb"] >= worst["idle_rss_mb"] > 10
+
+
+def test_worst_case_png_is_a_flat_image_at_the_limit() -> None:
+    from cityseg.bench.serve import worst_case_png
+
+    data, width, height = worst_case_png(10_000)
+    image = np.asarray(Image.open(io.BytesIO(data)))
+    assert image.shape == (100, 100, 3) == (height, width, 3)
+    assert (image == (90, 80, 90)).all()
+    assert worst_case_png(10_001)[1:] == (100, 100)

@@ -160,12 +160,27 @@ def test_truncated_is_400(client: TestClient) -> None:
     assert response.status_code == 400 and "truncated" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("fmt", ["GIF", "TIFF", "PDF"])
+@pytest.mark.parametrize("fmt", ["TIFF", "PDF"])
 def test_unsupported_format_is_415(client: TestClient, fmt: str) -> None:
     buffer = io.BytesIO()
     Image.fromarray(random_image(8, 8)).save(buffer, format=fmt)
     response = post_file(client, buffer.getvalue())
     assert response.status_code == 415 and fmt in response.json()["detail"]
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF"])
+def test_one_rule_for_animation_in_every_format(client: TestClient, fmt: str) -> None:
+    frames = [Image.fromarray(random_image(8, 8, seed=i)) for i in range(3)]
+    animated, still = io.BytesIO(), io.BytesIO()
+    frames[0].save(animated, format=fmt, save_all=True, append_images=frames[1:], duration=100)
+    frames[0].save(still, format=fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    refused = post_file(client, animated.getvalue())
+    assert refused.status_code == 415 and f"animated {fmt}" in refused.json()["detail"]
+    accepted = post_file(client, still.getvalue(), "?format=categories")
+    assert accepted.status_code == 200
+    mask = np.asarray(Image.open(io.BytesIO(accepted.content)))
+    frame = np.asarray(Image.open(io.BytesIO(still.getvalue())).convert("RGB"))
+    np.testing.assert_array_equal(mask, expected_mask(frame))
 
 
 def test_wrong_content_type_is_415(client: TestClient) -> None:

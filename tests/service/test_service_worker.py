@@ -101,14 +101,14 @@ def test_full_queue_is_503_with_retry_after_over_http() -> None:
     from cityseg.service.settings import Settings
 
     predictor = GatedPredictor()
-    app = create_app(Settings(max_queue=1, max_batch=1), predictor=predictor)
+    app = create_app(Settings(max_active=1, max_queue=1, max_batch=1), predictor=predictor)
     files = {"file": ("x.png", png_bytes(random_image(4, 4)), "image/png")}
     with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
         busy = pool.submit(client.post, "/v1/segment", files=files)
         assert predictor.started.wait(10)  # the inference thread holds request 1
         queued = pool.submit(client.post, "/v1/segment", files=files)
-        for _ in range(200):  # until request 2 sits in the queue
-            if app.state.service.worker._jobs.qsize() == 1:
+        for _ in range(200):  # until request 2 waits for the active slot
+            if app.state.service.admission.admitted == 2:
                 break
             threading.Event().wait(0.01)
         rejected = client.post("/v1/segment", files=files)

@@ -2,7 +2,9 @@
 
 The server runs in its own process (uvicorn, 127.0.0.1, a free port) so that its peak
 memory is its own; N requests are sent by C concurrent httpx clients, bounded in count
-and in time.
+and in time. A last phase sends the worst case at once: K uploads of a flat PNG at the
+server's pixel limit (a few kilobytes each, the most memory per byte) asking for the overlay,
+and reports the server's peak RSS against its idle RSS.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import math
 import os
 import platform
 import socket
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -184,6 +188,90 @@ class PeakMemory:
         return None
 
 
+def worst_case_png(max_pixels: int) -> tuple[bytes, int, int]:
+    """A flat RGB PNG of about `max_pixels` pixels (not more), made row by row: tiny to send,
+    as big as the server allows once decoded."""
+    width = max(1, math.isqrt(max_pixels))
+    height = max(1, max_pixels // width)
+    row = b"\x00" + bytes((90, 80, 90)) * width  # filter byte + one row of road grey
+    packer = zlib.compressobj(9)
+    data = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return len(body).to_bytes(4, "big") + kind + body + crc.to_bytes(4, "big")
+
+    header = width.to_bytes(4, "big") + height.to_bytes(4, "big") + bytes((8, 2, 0, 0, 0))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data)
+    return png + chunk(b"IEND", b""), width, height
+
+
+def reset_high_water_mark(pid: int) -> bool:
+    """Reset the kernel's peak RSS of `pid` (Linux clear_refs 5); False where not allowed."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def worst_case(
+    url: str, pid: int, max_pixels: int, uploads: int, timeout_s: float, headers: dict[str, str]
+) -> dict[str, Any]:
+    """`uploads` flat PNGs at the pixel limit, all at once, format=overlay; server RSS peak."""
+    import psutil
+
+    payload, width, height = worst_case_png(max_pixels)
+    time.sleep(0.5)  # let the load phase's buffers go
+    idle = psutil.Process(pid).memory_info().rss
+    exact = reset_high_water_mark(pid)
+    with PeakMemory(pid) as memory:
+
+        async def send_all() -> list[tuple[int | str, float]]:
+            import httpx
+
+            limits = httpx.Limits(max_connections=uploads)
+            async with httpx.AsyncClient(timeout=timeout_s, limits=limits) as client:
+
+                async def one() -> tuple[int | str, float]:
+                    started = time.perf_counter()
+                    try:
+                        response = await client.post(
+                            f"{url}/v1/segment?format=overlay",
+                            content=payload,
+                            headers={"Content-Type": "image/png", **headers},
+                        )
+                    except httpx.HTTPError as err:
+                        return type(err).__name__, time.perf_counter() - started
+                    return response.status_code, time.perf_counter() - started
+
+                return await asyncio.gather(*(one() for _ in range(uploads)))
+
+        started = time.perf_counter()
+        answers = asyncio.run(send_all())
+        wall = time.perf_counter() - started
+        hwm = memory.high_water_mark() if exact else None
+    peak = max(hwm or 0, memory.peak_bytes)
+    statuses = Counter(str(status) for status, _ in answers)
+    return {
+        "uploads": uploads,
+        "format": "overlay",
+        "image": {
+            "width": width,
+            "height": height,
+            "pixels": width * height,
+            "bytes": len(payload),
+        },
+        "statuses": dict(sorted(statuses.items())),
+        "wall_s": round(wall, 2),
+        "latency_s_max": round(max(seconds for _, seconds in answers), 2),
+        "idle_rss_mb": round(idle / 2**20, 1),
+        "peak_rss_mb": round(peak / 2**20, 1),
+        "peak_over_idle_mb": round((peak - idle) / 2**20, 1),
+        "peak_method": "VmHWM reset before the phase" if exact else "psutil sampled every 50 ms",
+    }
+
+
 def bench_image(model_path: Path, size: tuple[int, int]) -> tuple[bytes, str, dict[str, Any]]:
     """The request payload: the first test sample of the run, else a synthetic street-like JPEG."""
     from PIL import Image
@@ -246,8 +334,13 @@ def run_bench(
     startup_timeout_s: float = 180.0,
     factory: str = "cityseg.service.app:create_app",
     env: dict[str, str] | None = None,
+    worst_case_uploads: int = 16,
+    worst_case_timeout_s: float = 600.0,
 ) -> dict[str, Any]:
     """Start the service in a subprocess on a free port, load it, stop it, report.
+
+    After the load test, `worst_case_uploads` concurrent worst-case uploads (0: skipped)
+    measure the server's peak memory against idle.
 
     `factory` (module:function returning the app) and `env` exist for tests, which start a
     server with a fake model instead of TensorFlow.
@@ -264,6 +357,7 @@ def run_bench(
         sys.executable, "-m", "uvicorn", factory, "--factory",
         "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
     ]  # fmt: skip
+    load_before = os.getloadavg()  # other jobs on the machine skew every figure: say so
     process = subprocess.Popen(command, env=server_env)
     try:
         with PeakMemory(process.pid) as memory:
@@ -280,6 +374,12 @@ def run_bench(
             )  # fmt: skip
             hwm = memory.high_water_mark()
         peak = hwm if hwm is not None else memory.peak_bytes
+        worst = None
+        if worst_case_uploads > 0:
+            max_pixels = int(model.get("limits", {}).get("max_pixels") or 40_000_000)
+            worst = worst_case(
+                url, process.pid, max_pixels, worst_case_uploads, worst_case_timeout_s, {}
+            )
     finally:
         process.terminate()
         try:
@@ -300,7 +400,10 @@ def run_bench(
         "server_peak_rss_mb": round(peak / 2**20, 1),
         "server_peak_rss_method": "VmHWM" if hwm is not None else "psutil sampled every 50 ms",
         "server_sampled_peak_rss_mb": round(memory.peak_bytes / 2**20, 1),
+        "worst_case": worst,
         "cpu_cores": os.cpu_count(),
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
         "machine": platform.machine(),
         "python": platform.python_version(),
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),

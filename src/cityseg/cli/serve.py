@@ -27,9 +27,10 @@ def serve(
 ) -> None:
     """Serve a model over HTTP with its web page (settings also from CITYSEG_* variables)."""
     import uvicorn
+    from pydantic import ValidationError
     from typer.models import OptionInfo
 
-    from cityseg.service.app import NoModelError, create_app
+    from cityseg.service.app import NoModelError, create_app, uvicorn_options
     from cityseg.service.settings import Settings
 
     given: dict[str, Any] = {
@@ -40,16 +41,21 @@ def serve(
         "runs_dir": runs_dir,
     }
     # Called from Python (e.g. `cityseg demo`), unset options arrive as typer's OptionInfo.
-    settings = Settings(
-        **{k: v for k, v in given.items() if v is not None and not isinstance(v, OptionInfo)}
-    )
     try:
+        settings = Settings(
+            **{k: v for k, v in given.items() if v is not None and not isinstance(v, OptionInfo)}
+        )
         app = create_app(settings)
+    except ValidationError as err:  # e.g. an empty CITYSEG_API_KEY: refuse to start
+        for error in err.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            typer.echo(f"cityseg serve: setting {field}: {error['msg']}", err=True)
+        raise typer.Exit(1) from err
     except NoModelError as err:
         typer.echo(f"cityseg serve: {err}", err=True)
         raise typer.Exit(1) from err
     typer.echo(f"serving at http://{settings.host}:{settings.port}/ (docs at /docs)")
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(app, **uvicorn_options(settings), log_level="info")
 
 
 def bench_serve(
@@ -63,6 +69,12 @@ def bench_serve(
         60.0, help="Seconds one request may take before it counts as an error."
     ),
     max_seconds: float = typer.Option(600.0, help="Stop sending after this many seconds."),
+    worst_case: int = typer.Option(
+        16,
+        min=0,
+        help="Then send this many worst-case uploads at once (flat PNGs at the pixel limit, "
+        "format=overlay) and report peak RSS against idle; 0 skips it.",
+    ),
     json_out: Path | None = typer.Option(
         None, "--json", help="Write the results to this JSON file."
     ),
@@ -78,6 +90,7 @@ def bench_serve(
         size=parse_size(size),
         timeout_s=timeout,
         max_seconds=max_seconds,
+        worst_case_uploads=worst_case,
     )
     text = json.dumps(result, indent=2)
     if json_out is not None:

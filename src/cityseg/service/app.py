@@ -3,7 +3,6 @@
 Example:
     >>> from cityseg.service.app import create_app
     >>> from cityseg.service.settings import Settings
-from cityseg.service.state import STATIC_DIR, ServiceState
     >>> app = create_app(Settings(run="runs/unet_mini_256x128_ce"))  # uvicorn.run(app)
 """
 
@@ -19,13 +18,17 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.exceptions import HTTPException
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import HTTPException, RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import ClientDisconnect
 
+from cityseg.service.admission import Admission
 from cityseg.service.imaging import ImageError
 from cityseg.service.samples import SampleStore, manifest_for
+from cityseg.service.security import SecurityHeadersMiddleware, swagger_assets_dir
 from cityseg.service.settings import Settings
 from cityseg.service.state import STATIC_DIR, ServiceState
 from cityseg.service.worker import InferenceWorker, PredictorLike, QueueFullError
@@ -37,14 +40,20 @@ Segment a street-scene image into the 8 Cityscapes categories (void, flat, const
 object, nature, sky, human, vehicle). The mask always comes back at the image's own size,
 in its displayed orientation (EXIF rotation applied).
 
-* **Formats**: PNG, JPEG, WebP, BMP (greyscale, palette, alpha and 16-bit are converted to
-  RGB). GIF, TIFF, PDF, HEIC and the rest: 415.
-* **Limits**: 20 MB per file and 40 megapixels per image by default (413); the pixel count
-  is read from the header, before any pixel is decoded.
+* **Formats**: PNG, JPEG, WebP, BMP, GIF (greyscale, palette, alpha and 16-bit are converted
+  to RGB). Animated images (APNG, WebP, GIF), TIFF, PDF, HEIC and the rest: 415.
+* **Limits**: 20 MB per file and 33.5 megapixels per image by default (413), the pixel limit
+  following from `CITYSEG_MEMORY_BUDGET_MB`; the pixel count is read from the header, before
+  any pixel is decoded. The body must arrive within `CITYSEG_BODY_TIMEOUT_S` (408).
 * **Errors** are JSON `{"detail": "..."}`: 400 empty / not an image / truncated, 401 API key,
-  413 too large, 415 unsupported, 422 bad parameter, 503 model loading or queue full.
+  408 body too slow, 413 too large, 415 unsupported or animated, 422 bad parameter, 503 model
+  loading or server full (answered before the body is read; retry after `Retry-After`).
 * **API key**: when `CITYSEG_API_KEY` is set, `/v1/*` needs the header `X-API-Key`.
 """
+
+
+# Longest text of one input echoed back in a 422: a 100 KB path must not come back whole.
+MAX_ECHO_CHARS = 120
 
 
 class NoModelError(RuntimeError):
@@ -157,8 +166,11 @@ async def _start(state: ServiceState, predictor: PredictorLike | None, load_samp
         state.metrics = _read_metrics(state)
         if load_samples:
             state.samples = await asyncio.to_thread(_load_samples, state)
+        settings = state.settings
+        state.admission = Admission(settings.max_active, settings.max_queue)
+        # Only requests in an active slot reach the model, so its queue never overflows.
         state.worker = InferenceWorker(
-            predictor, max_queue=state.settings.max_queue, max_batch=state.settings.max_batch
+            predictor, max_queue=settings.max_active, max_batch=settings.max_batch
         )
         log.info("model %s ready (%s)", predictor.name, predictor.runtime)
     except Exception as err:  # reported by /health; the process stays up to say why
@@ -200,8 +212,11 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below from local files, not from a CDN
+        redoc_url=None,
     )
     app.state.service = state
+    app.add_middleware(SecurityHeadersMiddleware)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -217,10 +232,54 @@ def create_app(
     app.include_router(routes.samples_router)
     app.include_router(routes.page_router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_assets_dir()), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        """Swagger UI, from this server's own files."""
+        return FileResponse(STATIC_DIR / "docs.html", media_type="text/html")
+
     return app
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `cityseg serve` runs uvicorn: address, connection cap and keep-alive timeout."""
+    return {
+        "host": settings.host,
+        "port": settings.port,
+        # Beyond this many open connections uvicorn answers 503 at once.
+        "limit_concurrency": settings.max_connections,
+        "timeout_keep_alive": settings.keep_alive_s,
+    }
+
+
+def _capped(value: Any) -> Any:
+    """`value` as JSON, its strings cut to MAX_ECHO_CHARS and its lists to 8 items."""
+    if isinstance(value, str):
+        if len(value) <= MAX_ECHO_CHARS:
+            return value
+        return f"{value[:MAX_ECHO_CHARS]}… ({len(value)} characters)"
+    if isinstance(value, dict):
+        return {_capped(str(k)): _capped(v) for k, v in list(value.items())[:8]}
+    if isinstance(value, list | tuple):
+        return [_capped(v) for v in list(value)[:8]]
+    return value
+
+
 def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI echoes each bad input whole; cap it, so the answer stays small.
+        errors = jsonable_encoder(exc.errors()[:8])
+        return JSONResponse({"detail": _capped(errors)}, status_code=422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # Anyone can abort an upload: one quiet line, not two tracebacks per abort.
+        client = request.client.host if request.client else "client"
+        log.info("%s disconnected during %s %s", client, request.method, request.url.path)
+        return Response(status_code=400)  # nobody is left to read it
+
     @app.exception_handler(ImageError)
     async def image_error(request: Request, exc: ImageError) -> JSONResponse:
         return JSONResponse({"detail": exc.message}, status_code=exc.status)

@@ -1,9 +1,10 @@
 """Safe decoding of uploaded images and PNG encoding of masks.
 
-Accepted formats: PNG, JPEG, WebP and BMP (what cameras and browsers produce). GIF, TIFF,
-PDF and the rest are refused with 415, so that a client learns to convert rather than get a
-silent first frame. The pixel count is checked from the header, before anything is decoded,
-so a decompression bomb costs a few bytes of parsing.
+Accepted formats: PNG, JPEG, WebP, BMP and GIF (what cameras and browsers produce); TIFF, PDF
+and the rest are refused with 415. One rule for animation, whatever the format: an animated
+image (APNG, animated WebP or GIF) is refused with 415, so that a client learns to send the
+frame it means rather than get a silent first frame. The pixel count is checked from the
+header, before anything is decoded, so a decompression bomb costs a few bytes of parsing.
 """
 
 from __future__ import annotations
@@ -17,20 +18,22 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from cityseg.data import labels
 
 # MPO is how Pillow names the JPEG files of many phone and stereo cameras.
-ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "MPO", "WEBP", "BMP")
+ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF")
 ACCEPTED_MEDIA_TYPES: tuple[str, ...] = (
     "image/png",
     "image/jpeg",
     "image/webp",
     "image/bmp",
+    "image/gif",
 )
+# An MPO holds a primary picture and its companions (preview, depth, second eye), not an
+# animation: its first image is the photo by definition, so it is not refused as animated.
+_NOT_ANIMATION: tuple[str, ...] = ("MPO",)
 
 # Magic numbers of formats Pillow may not even open (PDF, HEIC), so that they get a 415 that
 # names them rather than a 400 "not an image".
 _KNOWN_MAGIC: tuple[tuple[bytes, str], ...] = (
     (b"%PDF", "PDF"),
-    (b"GIF87a", "GIF"),
-    (b"GIF89a", "GIF"),
     (b"II*\x00", "TIFF"),
     (b"MM\x00*", "TIFF"),
     (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
@@ -59,7 +62,7 @@ def _sniff(data: bytes) -> str | None:
 def open_checked(data: bytes, *, max_pixels: int, name: str = "upload") -> Image.Image:
     """Open lazily (header only) and check format and pixel count; no pixel is decoded."""
     if not data:
-        raise ImageError(400, f"{name}: empty body; send an image (PNG, JPEG, WebP or BMP)")
+        raise ImageError(400, f"{name}: empty body; send an image (PNG, JPEG, WebP, BMP or GIF)")
     try:
         with warnings.catch_warnings():
             # Our own limit applies below; Pillow's warning would only add noise.
@@ -87,11 +90,23 @@ def open_checked(data: bytes, *, max_pixels: int, name: str = "upload") -> Image
             f"{name}: {width}x{height} = {width * height} pixels exceeds the limit of "
             f"{max_pixels} pixels",
         )
+    # Read from the headers (APNG acTL, WebP ANIM, a second GIF frame); no pixel decoded.
+    if image.format not in _NOT_ANIMATION and getattr(image, "is_animated", False):
+        raise ImageError(
+            415,
+            f"{name}: animated {image.format} ({_frames(image)} frames); send one still "
+            "frame as PNG, JPEG, WebP, BMP or GIF",
+        )
     return image
 
 
+def _frames(image: Image.Image) -> str:
+    # GIF counts its frames by walking the file; the header formats state the count.
+    return "several" if image.format == "GIF" else str(getattr(image, "n_frames", "several"))
+
+
 def _unsupported(name: str, fmt: str) -> str:
-    return f"{name}: unsupported image format {fmt}; send PNG, JPEG, WebP or BMP"
+    return f"{name}: unsupported image format {fmt}; send PNG, JPEG, WebP, BMP or GIF"
 
 
 def decode_image(data: bytes, *, max_pixels: int, name: str = "upload") -> np.ndarray:
@@ -132,8 +147,21 @@ def encode_png(array: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
+# Pixels blended at a time by `overlay`: its float temporaries stay under a megabyte each.
+OVERLAY_TILE_PIXELS = 1 << 16
+
+
 def overlay(image: np.ndarray, categories: np.ndarray, alpha: float) -> np.ndarray:
-    """Blend the category colours over the image: `alpha` = mask opacity in 0..1."""
-    colour = labels.colorize(categories).astype(np.float32)
-    blended = image.astype(np.float32) * (1.0 - alpha) + colour * alpha
-    return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    """Blend the category colours over the image: `alpha` = mask opacity in 0..1.
+
+    Blended in bands of rows into a uint8 result, so that a 40-megapixel image costs its
+    3 bytes per pixel and not the 40 of whole-image float32 temporaries.
+    """
+    out = np.empty((*image.shape[:2], 3), np.uint8)
+    rows = max(1, OVERLAY_TILE_PIXELS // max(1, image.shape[1]))
+    for top in range(0, image.shape[0], rows):
+        band = slice(top, top + rows)
+        colour = labels.colorize(categories[band]).astype(np.float32)
+        blended = image[band].astype(np.float32) * (1.0 - alpha) + colour * alpha
+        out[band] = np.clip(blended + 0.5, 0, 255)
+    return out

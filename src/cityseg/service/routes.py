@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import secrets
 from enum import StrEnum
+from functools import partial
 from typing import Annotated, Any
 
 import anyio
@@ -88,7 +90,8 @@ def _categories() -> list[dict[str, Any]]:
 
 @model_router.get("/model", responses=_ERRORS)
 def model_info(state: ReadyDep) -> dict[str, Any]:
-    """The served model: name, categories and colours, input size, runtime, recorded metrics."""
+    """The served model: name, categories and colours, input size, runtime, recorded metrics,
+    and the upload limits."""
     predictor = state.predictor
     assert predictor is not None
     width, height = predictor.input_size
@@ -98,6 +101,12 @@ def model_info(state: ReadyDep) -> dict[str, Any]:
         "input_size": [width, height],
         "categories": _categories(),
         "metrics": state.metrics,
+        "limits": {
+            "max_upload_bytes": state.settings.max_upload_bytes,
+            "max_pixels": state.settings.pixel_limit,
+            "memory_budget_mb": state.settings.memory_budget_mb,
+            "max_active": state.settings.max_active,
+        },
     }
 
 
@@ -121,7 +130,8 @@ _UPLOAD_BODY = {
     "requestBody": {
         "required": True,
         "description": "The image: multipart field `file`, or the raw bytes with an image "
-        "content type. PNG, JPEG, WebP or BMP; at most 20 MB and 40 megapixels by default.",
+        "content type. PNG, JPEG, WebP, BMP or a still GIF; at most 20 MB and 33.5 megapixels "
+        "by default.",
         "content": {
             "multipart/form-data": {
                 "schema": {
@@ -141,26 +151,41 @@ _SEGMENT_RESPONSES: dict[int | str, dict[str, Any]] = {
         "content": {"image/png": {}, "application/json": {}},
     },
     400: {"description": "empty body, not an image, or truncated / corrupt data"},
+    408: {"description": "the body did not arrive within the body timeout"},
     413: {"description": "file larger than the byte limit or image larger than the pixel limit"},
-    415: {"description": "unsupported image format or content type"},
+    415: {"description": "unsupported image format or content type, or an animated image"},
     **_ERRORS,
 }
 # Multipart framing around the file: headers and boundaries, never megabytes.
 _MULTIPART_SLACK = 64 * 1024
 
 
-async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
-    """The uploaded file's bytes and a name for messages; 400/413/415 on a bad request."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The raw body, at most `limit` bytes (413) and within `timeout_s` seconds (408)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit + _MULTIPART_SLACK:
+    if declared and declared.isdigit() and int(declared) > limit:
         raise HTTPException(413, f"body of {declared} bytes exceeds the limit of {limit} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit + _MULTIPART_SLACK:
-            raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    body = b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise HTTPException(413, f"body exceeds the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError as err:
+        # A lying Content-Length or a trickle must not hold the connection: close it.
+        raise HTTPException(
+            408,
+            f"body not received within {timeout_s:g} s ({size} bytes arrived)",
+            {"Connection": "close"},
+        ) from err
+    return b"".join(chunks)
+
+
+async def read_upload(request: Request, limit: int, timeout_s: float = 60.0) -> tuple[bytes, str]:
+    """The uploaded file's bytes and a name for messages; 400/408/413/415 on a bad request."""
+    body = await read_body(request, limit + _MULTIPART_SLACK, timeout_s)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "multipart/form-data":
         data, name = await _multipart_file(request, body)
@@ -175,7 +200,7 @@ async def read_upload(request: Request, limit: int) -> tuple[bytes, str]:
     if len(data) > limit:
         raise HTTPException(413, f"{name}: {len(data)} bytes exceeds the limit of {limit} bytes")
     if not data:
-        raise HTTPException(400, f"{name}: empty; send an image (PNG, JPEG, WebP or BMP)")
+        raise HTTPException(400, f"{name}: empty; send an image (PNG, JPEG, WebP, BMP or GIF)")
     return data, name
 
 
@@ -248,18 +273,21 @@ async def segment(
     alpha: Annotated[float, Query(ge=0.0, le=1.0, description="mask opacity for overlay")] = 0.5,
 ) -> Response:
     """Segment one image; the mask comes back at the image's own size and orientation."""
-    settings = state.settings
-    data, name = await read_upload(request, settings.max_upload_bytes)
-    image = await anyio.to_thread.run_sync(
-        lambda: imaging.decode_image(data, max_pixels=settings.max_pixels, name=name)
-    )
-    result = await _segment(state, image)
-    assert state.predictor is not None
-    headers = _headers(state.predictor, result)
-    if fmt is OutputFormat.json:
-        body = await anyio.to_thread.run_sync(_json_body, state, image, result)
-        return JSONResponse(body, headers=headers)
-    png = await anyio.to_thread.run_sync(_render, fmt, image, result.categories, alpha)
+    settings, admission = state.settings, state.admission
+    assert admission is not None and state.predictor is not None
+    # Admitted (or 503) before a byte is read; the image is decoded in an active slot only.
+    async with admission.admit():
+        data, name = await read_upload(request, settings.max_upload_bytes, settings.body_timeout_s)
+        async with admission.active():
+            decode = partial(imaging.decode_image, max_pixels=settings.pixel_limit, name=name)
+            image = await anyio.to_thread.run_sync(decode, data)
+            del data, decode  # the compressed bytes are not needed past decoding
+            result = await _segment(state, image)
+            headers = _headers(state.predictor, result)
+            if fmt is OutputFormat.json:
+                body = await anyio.to_thread.run_sync(_json_body, state, image, result)
+                return JSONResponse(body, headers=headers)
+            png = await anyio.to_thread.run_sync(_render, fmt, image, result.categories, alpha)
     return Response(png, media_type="image/png", headers=headers)
 
 
@@ -363,10 +391,12 @@ async def sample_ground_truth(
 async def sample_prediction(state: ReadyDep, sid: SampleId) -> JSONResponse:
     """Segment a test sample: the JSON of /v1/segment plus this image's IoU per category."""
     ref = _sample(state, sid)
-    image = await anyio.to_thread.run_sync(ref.read_image)
-    result = await _segment(state, image)
-    body = await anyio.to_thread.run_sync(_json_body, state, image, result)
-    label_ids = await anyio.to_thread.run_sync(ref.read_label_ids)
+    assert state.admission is not None
+    async with state.admission.admit(), state.admission.active():
+        image = await anyio.to_thread.run_sync(ref.read_image)
+        result = await _segment(state, image)
+        body = await anyio.to_thread.run_sync(_json_body, state, image, result)
+        label_ids = await anyio.to_thread.run_sync(ref.read_label_ids)
     if label_ids is not None:
         iou = analysis.image_iou(label_ids, result.categories)
         scored = [v for v in iou.values() if v is not None]

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cityseg.service.admission import Admission
 from cityseg.service.samples import SampleStore
 from cityseg.service.settings import Settings
 from cityseg.service.worker import InferenceWorker, PredictorLike
@@ -21,6 +22,7 @@ class ServiceState:
     model_path: Path | None
     predictor: PredictorLike | None = None
     worker: InferenceWorker | None = None
+    admission: Admission | None = None  # made on the event loop, with the worker
     samples: SampleStore = field(default_factory=SampleStore.empty)
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None

@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const state = { categories: [], image: null, mask: null, gt: null };
 
 function apiHeaders() {
-  const key = $("api-key").value || localStorage.getItem("cityseg-api-key") || "";
+  const key = $("api-key").value || sessionStorage.getItem("cityseg-api-key") || "";
   return key ? { "X-API-Key": key } : {};
 }
 
@@ -92,10 +92,11 @@ function renderLegend(result) {
   for (const category of result.categories) {
     const row = document.createElement("tr");
     row.dataset.category = category.name;
-    const swatch = `<span class="swatch" style="background: rgb(${category.color.join(",")})"></span>`;
     const iou = showIou ? percent(result.iou[category.name]) : "";
-    row.innerHTML = `<td>${swatch}${category.name}</td><td class="num">${percent(category.share)}</td>` +
+    row.innerHTML = `<td><span class="swatch"></span>${category.name}</td><td class="num">${percent(category.share)}</td>` +
       `<td class="num">${category.regions_total}</td><td class="num iou"${showIou ? "" : " hidden"}>${iou}</td>`;
+    // Set through the CSSOM: the Content-Security-Policy refuses inline style attributes.
+    row.querySelector(".swatch").style.background = `rgb(${category.color.join(",")})`;
     body.appendChild(row);
   }
   let summary = `${result.width}×${result.height} px · ${result.inference_ms.toFixed(0)} ms · ${result.model}`;
@@ -198,9 +199,10 @@ function wire() {
     $("alpha-value").textContent = `${$("alpha").value}%`;
     drawOverlay();
   });
-  $("api-key").value = localStorage.getItem("cityseg-api-key") || "";
+  // The key lives for this tab only (sessionStorage): never written to disk.
+  $("api-key").value = sessionStorage.getItem("cityseg-api-key") || "";
   $("api-key").addEventListener("change", async () => {
-    localStorage.setItem("cityseg-api-key", $("api-key").value);
+    sessionStorage.setItem("cityseg-api-key", $("api-key").value);
     if (await loadModel()) loadSamples();
   });
 }
