@@ -30,6 +30,7 @@ _COMMAND_MODULES = (
     "cityseg.cli.serve",
     "cityseg.cli.export",
     "cityseg.cli.experiments",
+    "cityseg.cli.sim2real",
     "cityseg.cli.demo",
 )
 
