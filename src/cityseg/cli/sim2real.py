@@ -31,8 +31,8 @@ def sim2real(
 ) -> None:
     """Render (if needed) and train on synthetic cities, then score on the real test drive."""
     from cityseg.common.sizes import parse_size
-    from cityseg.experiments.suites import SuiteError
     from cityseg.experiments.sim2real import run_sim2real
+    from cityseg.experiments.suites import SuiteError
     from cityseg.training import config as config_mod
 
     try:

@@ -99,7 +99,7 @@ class SceneBuilder(StreetActors):
         x = -z * 1.2
         while x < z * 1.2:
             w = rng.uniform(8, 30)
-            h = rng.uniform(*st.building_height) * rng.uniform(0.6, 1.6)
+            h = rng.uniform(*st.building_height) * rng.uniform(0.8, 2.0)
             color = mix(
                 jitter(rng, st.facade_colors[int(rng.integers(len(st.facade_colors)))], 0.1),
                 st.sky_color,

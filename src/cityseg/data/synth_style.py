@@ -114,7 +114,7 @@ def make_style(name: str, index: int, seed: int) -> CityStyle:
     facades = tuple(
         _hsv((hue + u(-0.08, 0.08)) % 1, min(1, sat * u(0.5, 1.3)), u(0.35, 0.85)) for _ in range(6)
     ) + tuple(_hsv(0, 0, u(0.3, 0.8)) for _ in range(2))
-    low = u(5, 16)
+    low = u(8, 20)  # taller than a first draft: the sky was 15-17 % of pixels (Cityscapes 3.6)
     grey = u(0.22, 0.42)
     side_hue = u(0, 1)
     return CityStyle(
@@ -122,7 +122,7 @@ def make_style(name: str, index: int, seed: int) -> CityStyle:
         index=index,
         facade_colors=facades,
         window_color=_hsv(u(0.5, 0.7), u(0.1, 0.5), u(0.15, 0.4)),
-        building_height=(low, low + u(6, 30)),
+        building_height=(low, low + u(8, 30)),
         building_prob=u(0.45, 0.95),
         vegetation=u(0.1, 0.9),
         traffic=u(0.25, 1.0),
