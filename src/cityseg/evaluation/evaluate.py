@@ -19,7 +19,7 @@ import heapq
 import json
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -262,7 +262,7 @@ def match_predictions(
     return [found[s.stem + PRED_SUFFIX][0] for s in samples]
 
 
-def infer_set(pred_dir: str | Path, candidates: dict[str, Sequence[Sample]]) -> str:
+def infer_set(pred_dir: str | Path, candidates: Mapping[str, Sequence[Sample]]) -> str:
     """The set whose samples the predictions in `pred_dir` are of, from their file names.
 
     The set holding every prediction wins (an exact match first, else the smallest such
