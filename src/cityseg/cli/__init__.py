@@ -25,6 +25,7 @@ app.add_typer(experiments_app, name="experiments")
 # Each module defines `register(app, bench_app, experiments_app)`.
 _COMMAND_MODULES = (
     "cityseg.cli.data",
+    "cityseg.cli.importers",
     "cityseg.cli.synth",
     "cityseg.cli.train",
     "cityseg.cli.serve",
