@@ -131,7 +131,7 @@ def test_no_names_no_pipeline() -> None:
 
 @pytest.mark.parametrize("name", STYLE)
 def test_style_techniques_need_real_photos(name: str) -> None:
-    with pytest.raises(ValueError, match="data.style_images"):
+    with pytest.raises(ValueError, match=r"data\.style_images"):
         build_augmentation([name], SIZE, 0)
 
 
@@ -163,5 +163,5 @@ def test_reference_images_load_sorted_and_resized(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="nowhere"):
         load_reference_images(tmp_path / "nowhere", SIZE)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no .png"):
+    with pytest.raises(ValueError, match=r"no \.png"):
         load_reference_images(tmp_path / "empty", SIZE)

@@ -375,8 +375,9 @@ def _render(
         out = cv2.blur(out, (length, 1))
     if cond.jpeg:  # the camera's compression: 8x8 blocks and ringing
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, cond.jpeg])
-        if ok:
-            out = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else None
+        if decoded is not None:
+            out = decoded
     polygons = [{"label": ob.label, "polygon": [list(p) for p in ob.polygon]} for ob in objects]
     return out, label_ids, polygons, _instances(objects, index)
 
@@ -399,8 +400,11 @@ def _instances(objects: list[Obj], index: np.ndarray) -> np.ndarray:
     return lut[index]
 
 
-def dummy_objects(size: tuple[int, int], hood: dict[str, Any]) -> list[dict[str, Any]]:
-    """Test-split polygons like the official ones: only `out of roi` borders and the ego hood."""
+def dummy_objects(size: tuple[int, int], hood: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Test-split polygons like the official ones: only `out of roi` borders and the ego hood.
+
+    `hood` is the frame's `ego vehicle` polygon, or None when the bonnet is out of view.
+    """
     width, height = size
     m = max(1, round(0.01 * width))
     strips = [
@@ -408,7 +412,7 @@ def dummy_objects(size: tuple[int, int], hood: dict[str, Any]) -> list[dict[str,
         [[0, 0], [m, 0], [m, height], [0, height]],
         [[width - m, 0], [width, 0], [width, height], [width - m, height]],
     ]
-    return [{"label": "out of roi", "polygon": s} for s in strips] + [hood]
+    return [{"label": "out of roi", "polygon": s} for s in strips] + ([hood] if hood else [])
 
 
 def draw_label_ids(objects: list[dict[str, Any]], size: tuple[int, int]) -> np.ndarray:
@@ -458,7 +462,8 @@ def _write_frame(task: _Task) -> float:
     fseed = frame_seed(task.seed, task.style.index, task.frame)
     image, label_ids, objects, instances = _render(task.style, fseed, task.size)
     if task.split == "test":  # like the real test split: no content labels are published
-        objects = dummy_objects(task.size, objects[-1])
+        hood = next((ob for ob in objects if ob["label"] == "ego vehicle"), None)
+        objects = dummy_objects(task.size, hood)
         label_ids = draw_label_ids(objects, task.size)
         instances = label_ids.astype(np.int32)
     img_dir = task.out / "leftImg8bit" / task.split / city

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -142,7 +143,7 @@ def make_style(name: str, index: int, seed: int) -> CityStyle:
     )
 
 
-def _transfer_fields(rng: np.random.Generator) -> dict[str, object]:
+def _transfer_fields(rng: np.random.Generator) -> dict[str, Any]:
     """The style fields that the real-photo gap asked for (issue #14), drawn after the others.
 
     Drawn from a generator of their own, so the older fields (and the tests pinned on them)

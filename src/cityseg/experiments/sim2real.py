@@ -106,6 +106,8 @@ def run_sim2real(
             "num_images": len(real_test),
             **{k: ev.jsonable(result.get(k)) for k in _SCORES},
             "eval_s": round(time.perf_counter() - started, 1),
+            # category shares of the real *training* drives (labels only counted, never learnt)
+            "train_shares": category_shares(real.train),
         },
         "synth_val": _pick(metrics.get("val")),
         "synth_test": _pick(metrics.get("test")),
@@ -122,7 +124,7 @@ def run_sim2real(
         "train_wall_s": round(train_s, 1),
     }
     (run_dir / RECORD).write_text(json.dumps(record, indent=2))
-    log.info("%s: real-photo category IoU %.3f", config.name, record["real"]["category_iou"])
+    log.info("%s: real-photo category IoU %.3f", config.name, result["category_iou"])
     return record
 
 

@@ -18,7 +18,7 @@ from cityseg.report.note import Note
 TARGET = 0.55  # category IoU on the real test drive from synthetic frames only (issue #14)
 OFFICIAL = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 COMMAND = (
-    "cityseg experiments sim2real --config configs/sim2real/lraspp_mobilenetv3_224x168.yaml "
+    "cityseg experiments sim2real --config configs/sim2real/lraspp_mobilenetv3_192x144.yaml "
     "--real data/camvid --set data.root=data/synth_v2 --set name=NAME "
     "[--set data.augment=[...]] [--set data.style_images=data/camvid/leftImg8bit/train]"
 )
