@@ -93,6 +93,12 @@ def test_trains_on_synth_scores_the_real_test_set_and_skips_when_done(
     assert "## Sim-to-real" in text
     assert f"**{saved['real']['category_iou']:.3f}**" in text
     assert "Cityscapes" in text
+    from cityseg.report.sim2real import write_sim2real
+
+    alone = write_sim2real(tmp_path / "docs" / "s2r.md", runs_dir=runs, bench_dir=tmp_path)
+    assert alone.read_text() == text
+    with pytest.raises(FileNotFoundError, match="sim2real.json"):
+        write_sim2real(tmp_path / "x.md", runs_dir=tmp_path / "empty")
     assert ("**not met**" in text) != ("the 0.55 target is **met**" in text)
 
 

@@ -67,6 +67,23 @@ def sim2real(
     typer.echo("synthetic train shares %: " + ", ".join(f"{k} {v:.1f}" for k, v in shares.items()))
 
 
+def sim2real_report(
+    runs_dir: Path = typer.Option(Path("runs/sim2real"), help="Runs written by sim2real."),
+    out: Path = typer.Option(Path("docs/sim2real.md"), help="Markdown file to write."),
+    bench_dir: Path = typer.Option(Path("bench"), help="Folder of benchmark JSON files."),
+) -> None:
+    """Write the note's sim-to-real section alone (`cityseg report` includes it too)."""
+    from cityseg.report.sim2real import write_sim2real
+
+    try:
+        path = write_sim2real(out, runs_dir=runs_dir, bench_dir=bench_dir)
+    except FileNotFoundError as err:
+        typer.echo(f"cityseg experiments sim2real-report: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"sim-to-real section written to {path}")
+
+
 def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Typer) -> None:
-    """Add `cityseg experiments sim2real`."""
+    """Add `cityseg experiments sim2real` and `cityseg experiments sim2real-report`."""
     experiments_app.command("sim2real")(sim2real)
+    experiments_app.command("sim2real-report")(sim2real_report)

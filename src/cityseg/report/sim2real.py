@@ -18,7 +18,7 @@ from cityseg.report.note import Note
 TARGET = 0.55  # category IoU on the real test drive from synthetic frames only (issue #14)
 OFFICIAL = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 COMMAND = (
-    "cityseg experiments sim2real --config configs/sim2real/lraspp_mobilenetv3_192x144.yaml "
+    "cityseg experiments sim2real --config configs/sim2real/lraspp_mobilenetv3_192x160.yaml "
     "--real data/camvid --set data.root=data/synth_v2 --set name=NAME "
     "[--set data.augment=[...]] [--set data.style_images=data/camvid/leftImg8bit/train]"
 )
@@ -179,3 +179,21 @@ def section_sim2real(
         "first frames, then the worst",
     )
     return records
+
+
+def write_sim2real(
+    out: str | Path = "docs/sim2real.md",
+    *,
+    runs_dir: str | Path = DEFAULT_RUNS_DIR,
+    bench_dir: str | Path = "bench",
+) -> Path:
+    """Write the sim-to-real section alone as a Markdown file (figures beside it); return it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    note = Note(out)
+    if not section_sim2real(note, runs_dir, bench_dir):
+        raise FileNotFoundError(
+            f"no {Path(runs_dir) / '*' / 'sim2real.json'}: run a sim2real first"
+        )
+    out.write_text(note.text())
+    return out
