@@ -97,7 +97,7 @@ def test_trains_on_synth_scores_the_real_test_set_and_skips_when_done(
 
     alone = write_sim2real(tmp_path / "docs" / "s2r.md", runs_dir=runs, bench_dir=tmp_path)
     assert alone.read_text() == text
-    with pytest.raises(FileNotFoundError, match="sim2real.json"):
+    with pytest.raises(FileNotFoundError, match=r"sim2real\.json"):
         write_sim2real(tmp_path / "x.md", runs_dir=tmp_path / "empty")
     assert ("**not met**" in text) != ("the 0.55 target is **met**" in text)
 
