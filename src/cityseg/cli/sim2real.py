@@ -28,6 +28,9 @@ def sim2real(
     ),
     overrides: list[str] = typer.Option([], "--set", help="Config override, e.g. train.epochs=5."),
     as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
+    score_only: bool = typer.Option(
+        False, "--score-only", help="Train nothing: score the run's best model so far (partial)."
+    ),
 ) -> None:
     """Render (if needed) and train on synthetic cities, then score on the real test drive."""
     from cityseg.common.sizes import parse_size
@@ -49,6 +52,7 @@ def sim2real(
                 "workers": workers,
             },
             split={"val_cities": val_cities, "seed": 0},
+            score_only=score_only,
         )
     except (SuiteError, ValueError, FileNotFoundError, KeyError) as err:
         typer.echo(f"cityseg experiments sim2real: {err}", err=True)

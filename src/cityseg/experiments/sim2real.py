@@ -41,6 +41,7 @@ def run_sim2real(
     real_manifest: str | Path | None = None,
     train_fn: TrainFn | None = None,
     command: str | None = None,
+    score_only: bool = False,
 ) -> dict[str, Any]:
     """Train `config` on synthetic cities, score it on the real test set; return the record.
 
@@ -71,12 +72,17 @@ def run_sim2real(
     run_dir = Path(runs_dir) / config.name
     status = run_status(run_dir, config)
     started = time.perf_counter()
-    if status != "done":
+    if status != "done" and not score_only:
         if status == "stale":
             retire(run_dir)
         (train_fn or default_train())(config, run_dir, resume=status == "resume")
     train_s = time.perf_counter() - started
     metrics = read_metrics(run_dir)
+    partial = metrics is None and score_only
+    if partial:
+        # an interrupted run: score its best checkpoint so far, and say so in the record
+        _best_model_so_far(config, run_dir)
+        metrics = {"epochs_run": _epochs_done(run_dir)}
     if metrics is None:
         raise SuiteError(f"training {config.name} finished without {run_dir / 'metrics.json'}")
 
@@ -98,7 +104,8 @@ def run_sim2real(
         "style_images": config.data.style_images,
         "epochs_run": metrics.get("epochs_run"),
         "train_time_s": metrics.get("train_time_s"),
-        "trained_now": status != "done",
+        "trained_now": status != "done" and not score_only,
+        "partial": partial,
         "real": {
             "root": str(real_root),
             "manifest": str(manifest_path),
@@ -141,6 +148,28 @@ def _pick(scores: dict[str, Any] | None) -> dict[str, Any] | None:
     if not scores:
         return None
     return {k: scores.get(k) for k in _SCORES}
+
+
+def _best_model_so_far(config: Config, run_dir: Path) -> None:
+    """Write `model.keras` from the best checkpoint of an unfinished run (SuiteError if none)."""
+
+    from cityseg.training.train import _save_best_model
+
+    state_path = run_dir / "checkpoint" / "state.json"
+    best = ""
+    if state_path.is_file():
+        best = str(json.loads(state_path.read_text()).get("best_file") or "")
+    if not best or not (run_dir / "checkpoint" / best).is_file():
+        raise SuiteError(f"{run_dir}: no completed epoch yet, nothing to score (--score-only)")
+    _save_best_model(config, run_dir / "checkpoint" / best, run_dir / "model.keras")
+
+
+def _epochs_done(run_dir: Path) -> int:
+    """Completed epochs of a run, from its `history.csv` (0 if none)."""
+    path = run_dir / "history.csv"
+    if not path.is_file():
+        return 0
+    return max(0, len(path.read_text().strip().splitlines()) - 1)
 
 
 def _synth_meta(root: Path) -> dict[str, Any]:

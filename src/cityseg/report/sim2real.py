@@ -45,8 +45,9 @@ def _row(record: dict[str, Any], base: dict[str, Any] | None) -> str:
         delta = f" ({real['category_iou'] - base['real']['category_iou']:+.3f})"
     synth = record.get("synth") or {}
     val, test = record.get("synth_val") or {}, record.get("synth_test") or {}
+    epochs = f"{record.get('epochs_run')}{' (stopped)' if record.get('partial') else ''}"
     return (
-        f"| `{record['name']}` | `{synth.get('root', '-')}` | "
+        f"| `{record['name']}` | `{synth.get('root', '-')}` | {epochs} | "
         f"{'+'.join(record.get('augment') or []) or 'none'} | "
         f"{record.get('encoder_weights') or 'scratch'} | "
         f"**{_f(real['category_iou'])}**{delta} | "
@@ -57,11 +58,11 @@ def _row(record: dict[str, Any], base: dict[str, Any] | None) -> str:
 
 def _table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> str:
     head = (
-        "| run | synthetic cities | augmentation | encoder | real cat. IoU (vs baseline) | "
+        "| run | synthetic cities | epochs | augmentation | encoder | real cat. IoU (vs baseline) | "
         + " | ".join(OFFICIAL)
         + " | synth val | synth test |"
     )
-    rule = "|" + "---|" * (9 + len(OFFICIAL))
+    rule = "|" + "---|" * (10 + len(OFFICIAL))
     return "\n".join([head, rule, *(_row(r, base) for r in records)])
 
 
@@ -128,6 +129,12 @@ def section_sim2real(
         f"figures `plots/*_{REAL_SPLIT}.png` into the run folder. The baseline "
         f"`{base['name']}` is the renderer before the transfer work.",
     )
+    if any(r.get("partial") for r in records):
+        note.add(
+            "Runs marked *(stopped)* ran out of the time budget on the shared CPU: they were "
+            "stopped and scored from their best validation checkpoint so far "
+            "(`--score-only`), after the number of epochs shown."
+        )
     if synthetic:
         note.add("### Trained on synthetic frames only", _table(synthetic, base))
     if styled:
