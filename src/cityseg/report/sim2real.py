@@ -19,7 +19,7 @@ TARGET = 0.55  # category IoU on the real test drive from synthetic frames only 
 OFFICIAL = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
 COMMAND = (
     "cityseg experiments sim2real --config configs/sim2real/lraspp_mobilenetv3_192x160.yaml "
-    "--real data/camvid --set data.root=data/synth_v2 --set name=NAME "
+    "--real data/camvid_imp --set data.root=data/synth_v2 --set name=NAME "
     "[--set data.augment=[...]] [--set data.style_images=data/camvid/leftImg8bit/train]"
 )
 
@@ -62,7 +62,7 @@ def _table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> str:
         + " | ".join(OFFICIAL)
         + " | synth val | synth test |"
     )
-    rule = "|" + "---|" * (10 + len(OFFICIAL))
+    rule = "|" + "---|" * (8 + len(OFFICIAL))
     return "\n".join([head, rule, *(_row(r, base) for r in records)])
 
 
@@ -127,7 +127,11 @@ def section_sim2real(
         f"category IoU (7 categories, void ignored). Command: `{COMMAND}`; it renders the "
         f"cities if the root has none, trains, scores and writes `sim2real.json` and the "
         f"figures `plots/*_{REAL_SPLIT}.png` into the run folder. The baseline "
-        f"`{base['name']}` is the renderer before the transfer work.",
+        f"`{base['name']}` is the renderer before the transfer work. Budget: each run "
+        f"trained {base.get('epochs_run')} epochs at {base.get('input_size')} on "
+        f"{(base.get('synth') or {}).get('train_frames')} synthetic frames "
+        f"({float(base.get('train_time_s') or 0) / 60:.0f} min on the shared 2-core CPU), "
+        f"so these are early-training numbers: compare the rows, not the absolute level.",
     )
     if any(r.get("partial") for r in records):
         note.add(
