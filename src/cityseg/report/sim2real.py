@@ -88,6 +88,27 @@ def _shares(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _confusions(run_dir: Path, top: int = 3) -> str:
+    """The `top` largest real-category -> predicted-category errors, as shares of the real row."""
+    from cityseg.data.labels import CATEGORIES
+
+    path = run_dir / f"eval_{REAL_SPLIT}.json"
+    if not path.is_file():
+        return ""
+    cm = json.loads(path.read_text()).get("confusion_matrix") or []
+    cells = []
+    for t, row in enumerate(cm):
+        total = sum(row)
+        if t == 0 or total == 0:  # void truth is never scored
+            continue
+        cells += [(row[p], t, p, row[p] / total) for p in range(len(row)) if p != t]
+    cells.sort(reverse=True)
+    return "; ".join(
+        f"{CATEGORIES[t]} taken for {CATEGORIES[p]} ({share:.0%} of real {CATEGORIES[t]} pixels)"
+        for _, t, p, share in cells[:top]
+    )
+
+
 def _bench_line(bench_dir: Path) -> str:
     path = bench_dir / "synth.json"
     if not path.is_file():
@@ -162,6 +183,10 @@ def section_sim2real(
         f"{best['real']['category_iou']:.3f}: the {TARGET:.2f} target is "
         f"{'**met**' if reached else '**not met**'}."
     )
+    for record in dict.fromkeys([base["name"], best["name"]]):
+        line = _confusions(Path(runs_dir) / record)
+        if line:
+            note.add(f"Largest confusions on the real drive, `{record}`: {line}.")
     harder = [
         r["name"]
         for r in records
