@@ -10,7 +10,20 @@ from cityseg.data.labels import PALETTE
 
 SIZE = (128, 64)
 GEOMETRIC = ("hflip", "rotate", "scale_crop")
-PHOTOMETRIC = ("color", "noise", "blur", "weather")
+PHOTOMETRIC = ("color", "noise", "blur", "weather", "domain_rand", "camera")
+STYLE = ("fda", "histmatch")
+
+
+def _photos() -> list[np.ndarray]:
+    """Two 'real photos' to copy the style of: a warm gradient and a cold noisy one."""
+    rng = np.random.default_rng(5)
+    ramp = np.linspace(0, 1, SIZE[0], dtype=np.float32)[None, :, None]
+    warm = (np.array([220, 150, 60]) * ramp + 20).astype(np.uint8)
+    warm = np.broadcast_to(warm, (SIZE[1], SIZE[0], 3)) + rng.integers(0, 30, (SIZE[1], SIZE[0], 3))
+    warm = warm.astype(np.uint8)
+    cold = rng.integers(0, 120, (SIZE[1], SIZE[0], 3), dtype=np.uint8)
+    cold[..., 2] += 120
+    return [warm, cold]
 
 
 def _blocks() -> np.ndarray:
@@ -94,6 +107,12 @@ def test_same_seed_same_result_and_order_of_names_irrelevant() -> None:
     names = list_techniques()
     a = build_augmentation(names, SIZE, 7)(image=image, mask=mask)
     b = build_augmentation(list(reversed(names)), SIZE, 7)(image=image, mask=mask)
+    styled = list_techniques(style=True)
+    c = build_augmentation(styled, SIZE, 7, reference_images=_photos())(image=image, mask=mask)
+    d = build_augmentation(styled[::-1], SIZE, 7, reference_images=_photos())(
+        image=image, mask=mask
+    )
+    assert np.array_equal(c["image"], d["image"]) and np.array_equal(c["mask"], d["mask"])
     assert np.array_equal(a["image"], b["image"]) and np.array_equal(a["mask"], b["mask"])
     outs = [build_augmentation(names, SIZE, s)(image=image, mask=mask)["image"] for s in range(4)]
     assert any(not np.array_equal(outs[0], o) for o in outs[1:])
@@ -107,3 +126,42 @@ def test_unknown_name_lists_valid_names() -> None:
 def test_no_names_no_pipeline() -> None:
     assert build_augmentation([], SIZE, 0) is None
     assert set(list_techniques()) == set(GEOMETRIC + PHOTOMETRIC)
+    assert set(list_techniques(style=True)) == set(GEOMETRIC + PHOTOMETRIC + STYLE)
+
+
+@pytest.mark.parametrize("name", STYLE)
+def test_style_techniques_need_real_photos(name: str) -> None:
+    with pytest.raises(ValueError, match=r"data\.style_images"):
+        build_augmentation([name], SIZE, 0)
+
+
+@pytest.mark.parametrize("name", STYLE)
+def test_style_techniques_move_colours_toward_the_photos_not_the_mask(name: str) -> None:
+    mask = _blocks()
+    image = PALETTE[mask]
+    warm = _photos()[:1]
+    out = build_augmentation([name], SIZE, 0, always=True, reference_images=warm)(
+        image=image, mask=mask
+    )
+    assert np.array_equal(out["mask"], mask)
+    assert out["image"].shape == image.shape and out["image"].dtype == np.uint8
+    # the warm photo is red-heavy and blue-poor: the restyled frame moves that way
+    before = image.reshape(-1, 3).mean(0)
+    after = out["image"].reshape(-1, 3).mean(0).astype(float)
+    assert (after[0] - after[2]) > (before[0] - before[2]) + 5, (before, after)
+
+
+def test_reference_images_load_sorted_and_resized(tmp_path) -> None:
+    from PIL import Image
+
+    from cityseg.data.augment import load_reference_images
+
+    for k, photo in enumerate(_photos()):
+        Image.fromarray(photo).resize((60, 45)).save(tmp_path / f"p{k}.png")
+    loaded = load_reference_images(tmp_path, SIZE)
+    assert [p.shape for p in loaded] == [(SIZE[1], SIZE[0], 3)] * 2
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_reference_images(tmp_path / "nowhere", SIZE)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match=r"no \.png"):
+        load_reference_images(tmp_path / "empty", SIZE)

@@ -74,6 +74,7 @@ def test_layout_and_names(synth_root: Path) -> None:
 
 
 def test_label_ids_valid_and_colour_and_instances_agree(synth_root: Path) -> None:
+    hoods = 0
     for image_path in _frames(synth_root, "train") + _frames(synth_root, "val"):
         ids = np.asarray(Image.open(_gt(image_path, "labelIds.png")))
         assert ids.dtype == np.uint8 and ids.shape == (128, 256)
@@ -84,7 +85,10 @@ def test_label_ids_valid_and_colour_and_instances_agree(synth_root: Path) -> Non
         np.testing.assert_array_equal(np.where(inst >= 1000, inst // 1000, inst), ids)
         assert (inst >= 1000).any(), "no instance of a car or person in the frame"
         hood = ids == name2label["ego vehicle"].id
-        assert hood[-1].all() and not hood[0].any(), "the ego hood belongs at the bottom"
+        if hood.any():  # the bonnet is in view in some cities' frames only (style.hood)
+            hoods += 1
+            assert hood[-1].all() and not hood[0].any(), "the ego hood belongs at the bottom"
+    assert hoods > 0, "no frame shows the ego hood"
 
 
 def test_json2labelimg_reproduces_label_ids(synth_root: Path, tmp_path: Path) -> None:

@@ -109,3 +109,55 @@ def test_predicted_label_ids_score_like_the_model(
     assert model_scores["num_images"] == len(list(out.rglob("*.png")))
     assert (run_dir / "eval_test.json").is_file()
     assert (run_dir / "plots" / "confusion_matrix_test.png").is_file()
+
+
+def _copy_tree(synth_root: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(synth_root / "leftImg8bit", target / "leftImg8bit")
+    shutil.copytree(synth_root / "gtFine", target / "gtFine")
+    return target
+
+
+@pytest.mark.parametrize("with_manifest", [True, False])
+def test_readme_predict_then_evaluate_infers_the_set_from_the_names(
+    run_dir: Path, synth_root: Path, tmp_path: Path, with_manifest: bool
+) -> None:
+    """As the README shows it: predictions of official val scored with no --split, as test."""
+    from cityseg.data.split import make_split
+
+    root = _copy_tree(synth_root, tmp_path / "data")
+    if with_manifest:
+        make_split(root, seed=0).save(root / "split.json")
+    out = tmp_path / "preds"
+    assert _predict(run_dir, root / "leftImg8bit" / "val", out, "labelIds").exit_code == 0
+    result = runner.invoke(
+        app, ["evaluate", "--predictions", str(out), "--data", str(root), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    assert scores["num_images"] == len(list((root / "gtFine" / "val").rglob("*_labelIds.png")))
+    # the same folder scored as the explicit test set (official val) gives the same numbers
+    explicit = runner.invoke(
+        app,
+        ["evaluate", "--predictions", str(out), "--data", str(root), "--split", "test", "--json"],
+    )
+    assert explicit.exit_code == 0, explicit.output
+    assert json.loads(explicit.stdout.strip().splitlines()[-1])["miou"] == scores["miou"]
+    if not with_manifest:  # carved validation needs the manifest: a clear error, not a guess
+        val = runner.invoke(
+            app, ["evaluate", "--predictions", str(out), "--data", str(root), "--split", "val"]
+        )
+        assert val.exit_code == 2 and "no split manifest" in val.output
+
+
+def test_predictions_of_no_single_set_say_which_sets_matched(
+    run_dir: Path, synth_root: Path, manifest: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "preds"
+    assert _predict(run_dir, synth_root / "leftImg8bit", out, "labelIds").exit_code == 0
+    result = runner.invoke(
+        app, ["evaluate", "--predictions", str(out), "--manifest", str(manifest)]
+    )
+    assert result.exit_code == 2
+    assert "of no single set" in result.output and "pass --split" in result.output

@@ -25,11 +25,13 @@ app.add_typer(experiments_app, name="experiments")
 # Each module defines `register(app, bench_app, experiments_app)`.
 _COMMAND_MODULES = (
     "cityseg.cli.data",
+    "cityseg.cli.importers",
     "cityseg.cli.synth",
     "cityseg.cli.train",
     "cityseg.cli.serve",
     "cityseg.cli.export",
     "cityseg.cli.experiments",
+    "cityseg.cli.sim2real",
     "cityseg.cli.demo",
 )
 

@@ -48,8 +48,14 @@ def check(
 
 def split(
     data: Path = typer.Option(..., help="Dataset root in the official Cityscapes layout."),
-    val_cities: int | None = typer.Option(
-        None, help="Number of official-train cities held out for validation."
+    val_cities: str | None = typer.Option(
+        None,
+        help="Validation cities: a number (chosen by seed) or comma-separated names (0006R0).",
+    ),
+    test_cities: str | None = typer.Option(
+        None,
+        help="Test cities by name (comma-separated): pools official train and val and tests on "
+        "these whole cities, for datasets whose official split shares a city (CamVid).",
     ),
     val_fraction: float | None = typer.Option(
         None, help="Hold out cities until they hold this fraction of train frames (default 0.2)."
@@ -71,8 +77,9 @@ def split(
     try:
         manifest = split_mod.make_split(
             data,
-            val_cities=val_cities,
+            val_cities=split_mod.parse_cities(val_cities),
             seed=seed,
+            test_cities=split_mod.parse_cities_names(test_cities),
             val_fraction=val_fraction,
             skip_bad=skip_bad,
             decode=decode,

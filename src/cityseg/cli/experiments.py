@@ -25,7 +25,9 @@ SUITE_ORDER = ("models", "loss", "augmentation")  # `all` runs them in this orde
 
 def run(
     suite: str = typer.Argument(..., help="Suite name in configs/experiments/ (or 'all')."),
-    profile: str = typer.Option("cpu", help="ci (tiny, tests) | cpu (synthetic) | cityscapes."),
+    profile: str = typer.Option(
+        "cpu", help="ci (tiny, tests) | cpu (synthetic) | cityscapes | camvid (real photos)."
+    ),
     runs_dir: Path = typer.Option(Path("runs/experiments"), help="Where the run folders go."),
     suites_dir: Path = typer.Option(Path("configs/experiments"), help="Folder of suite YAMLs."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their status only."),
@@ -38,6 +40,9 @@ def run(
 
     names = list(SUITE_ORDER) if suite == "all" else [suite]
     try:
+        if suite == "all":  # e.g. the camvid profile declares models and loss only
+            names = [n for n in names if profile in experiments.load_suite(n, suites_dir).profiles]
+            _console().print(f"suites with a {profile!r} profile: {', '.join(names)}")
         for name in names:
             record = experiments.run_suite(
                 name,

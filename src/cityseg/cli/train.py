@@ -77,12 +77,24 @@ def train(
     )
 
 
-def _samples(data: Path | None, manifest: Path | None, split: str, run: Path | None) -> list[Any]:
-    """Labelled samples of `split` from the manifest of `data` (or of the run's config)."""
-    from cityseg.data import split as split_mod
+def _samples(
+    data: Path | None,
+    manifest: Path | None,
+    split: str,
+    run: Path | None,
+    predictions: Path | None = None,
+) -> tuple[str, list[Any]]:
+    """(set name, labelled samples) of `split` from the manifest of `data` (or of the run's).
 
-    if split not in SPLITS:
-        _fail(f"--split {split!r} is not one of {', '.join(SPLITS)}")
+    `split` auto: `val` for a model; for a folder of predictions, the set their names
+    belong to. Without a manifest, the official splits are fixed and need none: `test` is
+    the official val split (Cityscapes' test labels are dummies).
+    """
+    from cityseg.data import split as split_mod
+    from cityseg.data.cityscapes import DataError, list_samples
+
+    if split not in (*SPLITS, "auto"):
+        _fail(f"--split {split!r} is not one of auto, {', '.join(SPLITS)}")
     if manifest is None and data is None and run is not None:
         cfg_file = (run if run.is_dir() else run.parent) / "config.yaml"
         if cfg_file.is_file():
@@ -91,17 +103,39 @@ def _samples(data: Path | None, manifest: Path | None, split: str, run: Path | N
             cfg = config_mod.load(cfg_file)
             data = Path(cfg.data.root)
             manifest = Path(cfg.data.manifest) if cfg.data.manifest else None
-    if manifest is None:
-        if data is None:
-            _fail("give --data ROOT (or --manifest FILE)")
-        manifest = split_mod.default_manifest_path(data)
-        if not manifest.is_file():
-            _fail(f"no split manifest {manifest}; write one with `cityseg split --data {data}`")
-    loaded = split_mod.load_manifest(manifest)
-    samples = [s for s in getattr(loaded, split) if s.label is not None]
+    if manifest is None and data is None:
+        _fail("give --data ROOT (or --manifest FILE)")
+    path = manifest or split_mod.default_manifest_path(data)  # type: ignore[arg-type]
+    sets: dict[str, list[Any]] = {}
+    if path.is_file():
+        loaded = split_mod.load_manifest(path)
+        sets = {name: loaded.samples(name) for name in SPLITS}
+    elif manifest is not None:
+        _fail(f"split manifest {manifest} not found")
+    elif split in ("val", "train") or (split == "auto" and predictions is None):
+        _fail(f"no split manifest {path}; write one with `cityseg split --data {data}`")
+    else:  # the official splits are fixed: scoring them needs no manifest
+        try:
+            sets["test"] = list_samples(data, "val")
+            if split == "auto":
+                sets["official train"] = list_samples(data, "train")
+        except DataError as err:
+            _fail(str(err))
+    if split == "auto":
+        if predictions is None:
+            split = "val"
+        else:
+            from cityseg.evaluation.evaluate import EvaluationError, infer_set
+
+            try:
+                split = infer_set(predictions, sets)
+            except EvaluationError as err:
+                _fail(str(err))
+            log.info("the predictions are of the %s set", split)
+    samples = [s for s in sets.get(split, []) if s.label is not None]
     if not samples:
-        _fail(f"{manifest}: no labelled samples in the {split} set")
-    return samples
+        _fail(f"{path}: no labelled samples in the {split} set")
+    return split, samples
 
 
 def evaluate(
@@ -120,7 +154,10 @@ def evaluate(
         None, "--manifest", help="Split manifest (default <data>/split.json)."
     ),
     split: str = typer.Option(
-        "val", "--split", help="Set to score: val (model selection) or test (report once)."
+        "auto",
+        "--split",
+        help="Set to score: val (model selection) or test (report once); auto = val for a "
+        "model, the set the names of --predictions belong to (official val needs no manifest).",
     ),
     runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
     out: Path | None = typer.Option(
@@ -136,7 +173,8 @@ def evaluate(
 
     if (run is None) == (predictions is None):
         _fail("give exactly one of --run or --predictions")
-    samples = _samples(data, manifest, split, run)
+    split, samples = _samples(data, manifest, split, run, predictions)
+    split = split.replace(" ", "_")
     try:
         if run is not None:
             from cityseg.inference.runtime import Predictor

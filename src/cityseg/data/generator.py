@@ -63,6 +63,7 @@ class CityscapesSequence(keras.utils.PyDataset):
         use_multiprocessing: bool = False,
         max_queue_size: int = 10,
         progress: bool = True,
+        reference_images: Sequence[np.ndarray] = (),
     ) -> None:
         super().__init__(
             workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
@@ -75,7 +76,9 @@ class CityscapesSequence(keras.utils.PyDataset):
         self.size = (int(size[0]), int(size[1]))
         self.batch_size = int(batch_size)
         self.augment = tuple(augment)
-        build_augmentation(self.augment, self.size, seed)  # fail now on an unknown name
+        self.reference_images = list(reference_images)  # unlabelled real photos (style only)
+        # fail now on an unknown name or a style technique without photos
+        build_augmentation(self.augment, self.size, seed, reference_images=self.reference_images)
         self.preprocess = preprocess
         self.shuffle = shuffle
         self.seed = int(seed)
@@ -108,7 +111,9 @@ class CityscapesSequence(keras.utils.PyDataset):
 
     def _pipeline(self) -> Any:
         if not hasattr(self._local, "pipeline"):
-            self._local.pipeline = build_augmentation(self.augment, self.size, self.seed)
+            self._local.pipeline = build_augmentation(
+                self.augment, self.size, self.seed, reference_images=self.reference_images
+            )
         return self._local.pipeline
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -67,7 +68,9 @@ class SplitManifest:
                 if cities or frames:
                     raise DataError(
                         f"split leaks between {a} and {b}: cities {sorted(cities)}, "
-                        f"{len(frames)} shared frame(s)"
+                        f"{len(frames)} shared frame(s); if the dataset's official split "
+                        "shares them (CamVid), choose whole cities by name: `cityseg split "
+                        "--test-cities NAMES --val-cities NAMES`"
                     )
 
     def to_dict(self, base: Path) -> dict[str, Any]:
@@ -81,7 +84,7 @@ class SplitManifest:
             "root": os.path.relpath(self.root.resolve(), base.resolve()),
             "seed": self.seed,
             "method": self.method,
-            "official": {"train": "train", "val": "train", "test": "val"},
+            "official": _official(self.method),
             "sets": {
                 name: {
                     "cities": self.cities(name),
@@ -114,42 +117,65 @@ class SplitManifest:
 
 def make_split(
     root: str | Path | None,
-    val_cities: int | None = None,
+    val_cities: int | Sequence[str] | None = None,
     seed: int = 0,
     *,
     val_fraction: float | None = None,
+    test_cities: Sequence[str] | None = None,
     skip_bad: bool = False,
     decode: bool = False,
     workers: int = 1,
 ) -> SplitManifest:
     """Split by city: test = official val; val = seeded cities of official train.
 
-    Give `val_cities` (a number of cities) or `val_fraction` (cities are added in seeded
-    order until they hold at least this fraction of the official train frames); default
-    fraction 0.2. At least one city stays in train. `decode=True` also decodes every file
-    first (`cityscapes.validate`); bad samples then fail the split, or with `skip_bad` are
+    Give `val_cities` (a number of cities, or their names) or `val_fraction` (cities are
+    added in seeded order until they hold at least this fraction of the official train
+    frames); default fraction 0.2. At least one city stays in train.
+
+    `test_cities` (names) is the way forward for datasets whose official split shares a
+    city or drive between train and test (CamVid): the official train and val frames are
+    pooled, test is every frame of those cities, validation is chosen from the rest as
+    above, and the leak check still holds. `decode=True` also decodes every file first
+    (`cityscapes.validate`); bad samples then fail the split, or with `skip_bad` are
     dropped with a warning naming each.
     """
     if val_cities is not None and val_fraction is not None:
         raise ValueError("give val_cities or val_fraction, not both")
     base = find_root(root)
-    official_train = list_samples(base, "train", skip_bad=skip_bad)
-    test = list_samples(base, "val", skip_bad=skip_bad)
-    if decode:
-        official_train, test = (_decoded(s, skip_bad, workers) for s in (official_train, test))
+    if test_cities:
+        pool = list_samples(base, "train", skip_bad=skip_bad)
+        if (base / "leftImg8bit" / "val").is_dir():
+            pool += list_samples(base, "val", skip_bad=skip_bad)
+        if decode:
+            pool = _decoded(pool, skip_bad, workers)
+        wanted = _named(test_cities, {s.city for s in pool}, "test_cities", base)
+        official_train = [s for s in pool if s.city not in wanted]
+        test = [s for s in pool if s.city in wanted]
+    else:
+        official_train = list_samples(base, "train", skip_bad=skip_bad)
+        test = list_samples(base, "val", skip_bad=skip_bad)
+        if decode:
+            official_train, test = (_decoded(s, skip_bad, workers) for s in (official_train, test))
     cities = sorted({s.city for s in official_train})
     if len(cities) < 2:
         raise DataError(
-            f"{base / 'leftImg8bit' / 'train'}: found {len(cities)} city; need at least 2 to "
-            "carve a validation set out by city"
+            f"{base / 'leftImg8bit' / 'train'}: found {len(cities)} city outside test; need at "
+            "least 2 to carve a validation set out by city"
         )
     order = list(cities)
     random.Random(seed).shuffle(order)
-    if val_cities is not None:
+    method: dict[str, Any]
+    if val_cities is not None and not isinstance(val_cities, int):
+        named = _named(val_cities, set(cities), "val_cities", base)
+        if set(cities) <= named:
+            raise ValueError(f"val_cities={sorted(named)}: no city left for training")
+        chosen = sorted(named)
+        method = {"val_cities": chosen}
+    elif val_cities is not None:
         if not 1 <= val_cities < len(cities):
             raise ValueError(f"val_cities={val_cities}: expected 1..{len(cities) - 1}")
         chosen = order[:val_cities]
-        method: dict[str, Any] = {"val_cities": val_cities}
+        method = {"val_cities": val_cities}
     else:
         fraction = DEFAULT_VAL_FRACTION if val_fraction is None else float(val_fraction)
         if not 0.0 < fraction < 1.0:
@@ -162,6 +188,8 @@ def make_split(
             chosen.append(city)
             frames += per_city[city]
         method = {"val_fraction": fraction}
+    if test_cities:
+        method["test_cities"] = sorted(test_cities)
     val_set = set(chosen)
     manifest = SplitManifest(
         root=base,
@@ -173,6 +201,39 @@ def make_split(
     )
     manifest.check()
     return manifest
+
+
+def _official(method: dict[str, Any]) -> dict[str, str]:
+    """Which official split each set was drawn from (pooled when test cities were named)."""
+    if method.get("test_cities"):
+        return {name: "train+val" for name in SETS}
+    return {"train": "train", "val": "train", "test": "val"}
+
+
+def parse_cities(text: str | None) -> int | list[str] | None:
+    """`--val-cities` text: a number of cities (`2`) or comma-separated names (`0006R0,0016E5`)."""
+    if text is None or not text.strip():
+        return None
+    if text.strip().isdigit():
+        return int(text)
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def parse_cities_names(text: str | None) -> list[str] | None:
+    """`--test-cities` text: comma-separated city names (None when empty)."""
+    if text is None or not text.strip():
+        return None
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _named(names: str | Sequence[str], known: set[str], field_name: str, base: Path) -> set[str]:
+    wanted = {names} if isinstance(names, str) else {str(n) for n in names}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise ValueError(
+            f"{field_name}: {unknown} are no cities of {base} (cities there: {sorted(known)})"
+        )
+    return wanted
 
 
 def _decoded(samples: list[Sample], skip_bad: bool, workers: int) -> list[Sample]:
@@ -231,7 +292,7 @@ def print_summary(manifest: SplitManifest, console: Any = None) -> None:
     table.add_column("cities", justify="right")
     table.add_column("frames", justify="right")
     table.add_column("city names")
-    official = {"train": "train", "val": "train", "test": "val"}
+    official = _official(manifest.method)
     for name in SETS:
         cities = manifest.cities(name)
         table.add_row(

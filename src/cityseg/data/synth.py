@@ -9,6 +9,7 @@ so the output is identical whatever the number of worker processes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -76,6 +77,10 @@ for _name, (_fine, _coarse) in _TEXTURE.items():
 IS_GROUND = np.zeros(256, bool)
 IS_GROUND[[name2label[n].id for n in GROUND_LABELS]] = True
 SKY_ID = name2label["sky"].id
+LEAF_AMP = np.zeros(256, np.float32)  # grass tufts (leaf pattern) per label id
+LEAF_AMP[name2label["terrain"].id] = 0.22
+CRACK_AMP = np.zeros(256, np.float32)  # asphalt cracks (twig pattern) per label id
+CRACK_AMP[[name2label["road"].id, name2label["parking"].id]] = 0.3
 # Official label colours (RGBA, as json2labelImg's "color" encoding writes them).
 COLOR_LUT = np.zeros((256, 4), np.uint8)
 for _lab in _OFFICIAL_LABELS:
@@ -93,17 +98,32 @@ class Conditions:
     noise: float  # sensor noise sigma in grey levels
     blur: float  # Gaussian blur radius in pixels (0 = sharp)
     shadow: float  # darkening of shadowed ground, 0..1
+    leafiness: float = 1.0  # tree crowns: 0 bare twigs .. 1 full leaf
+    exposure: float = 0.0  # how far the sky is blown out toward white, 0..1
+    vignette: float = 0.0  # darkening of the corners, 0..1
+    jpeg: int = 0  # JPEG quality of the camera's compression (0 = none)
+    motion: int = 0  # horizontal motion-blur length in pixels at 1024 wide (0 = none)
 
 
 def _conditions(style: CityStyle, rng: np.random.Generator) -> Conditions:
     dusk = rng.uniform() < style.dusk
-    return Conditions(
+    base = Conditions(
         time_of_day=rng.uniform(0.55, 1.0) if dusk else rng.uniform(0.0, 0.35),
         fog=rng.uniform(0.3, 1.0) if rng.uniform() < style.fog else 0.0,
         rain=bool(rng.uniform() < style.rain),
         noise=rng.uniform(1.0, 6.0),
         blur=rng.uniform(0.4, 1.3) if rng.uniform() < 0.5 else 0.0,
         shadow=rng.uniform(0.25, 0.5),
+    )
+    # drawn from a generator of their own so that the draws above keep their values
+    extra = np.random.default_rng([int(rng.integers(2**31)), 31337])
+    return dataclasses.replace(
+        base,
+        leafiness=float(extra.uniform(*style.leafiness)),
+        exposure=float(np.clip(style.sky_exposure + extra.uniform(-0.2, 0.2), 0, 1)),
+        vignette=float(extra.uniform(0.0, 0.45)),
+        jpeg=int(extra.integers(30, 90)) if extra.uniform() < style.jpeg else 0,
+        motion=int(extra.integers(3, 12)) if extra.uniform() < 0.2 else 0,
     )
 
 
@@ -124,6 +144,40 @@ def _noise(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         coarse += weight * np.asarray(img.resize((width, height), Image.Resampling.BILINEAR))
     coarse /= coarse.std() + 1e-6
     return fine, coarse
+
+
+@functools.lru_cache(maxsize=4)
+def _patterns(size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Fixed leaf and twig tiles, 1.5x the frame size, scaled with the frame width.
+
+    `leaf`: clumps of leaves (two octaves of cell noise, a few pixels across), unit variance.
+    `twig`: thin meandering lines (the zero crossings of smooth noise, 1 on a line, 0 off it),
+    for bare branches against the sky and cracks in the asphalt.
+    """
+    width, height = size[0] * 3 // 2, size[1] * 3 // 2
+    rng = np.random.default_rng(54321)
+
+    def octave(cell: float) -> np.ndarray:
+        small = rng.standard_normal((max(2, int(height / cell)), max(2, int(width / cell))))
+        return cv2.resize(small.astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
+
+    unit = max(size[0] / 1024, 0.25)
+    leaf = octave(3 * unit) + 0.7 * octave(7 * unit) + 0.5 * octave(16 * unit)
+    leaf /= leaf.std() + 1e-6
+    smooth = octave(28 * unit) + 0.5 * octave(11 * unit)
+    smooth /= smooth.std() + 1e-6
+    width_px = 0.05 / max(unit, 0.5)
+    twig = np.exp(-((smooth / width_px) ** 2)).astype(np.float32)
+    return leaf.astype(np.float32), twig
+
+
+@functools.lru_cache(maxsize=4)
+def _vignette(size: tuple[int, int]) -> np.ndarray:
+    """Relative radial fall-off (0 centre .. 1 corners) of a frame, (H, W)."""
+    width, height = size
+    ys = np.linspace(-1, 1, height, dtype=np.float32)[:, None]
+    xs = np.linspace(-1, 1, width, dtype=np.float32)[None, :]
+    return np.clip((xs**2 + ys**2) / 2, 0, 1) ** 1.5
 
 
 def _window(tile: np.ndarray, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -156,6 +210,8 @@ def _shade(
     cond: Conditions,
     horizon: float,
     rng: np.random.Generator,
+    crown: np.ndarray | None = None,
+    style: CityStyle | None = None,
 ) -> np.ndarray:
     """Texture, shadows, sky, time of day, fog, rain, noise: all from the same geometry."""
     height, width = label_ids.shape
@@ -163,11 +219,17 @@ def _shade(
     grain = _window(fine, rng, height, width)
     blotch = _window(coarse, rng, height, width)
     tex = 1 + FINE_AMP[label_ids] * grain[..., 0] + COARSE_AMP[label_ids] * blotch
+    leaf_tile, twig_tile = _patterns((width, height))
+    leaf = _window(leaf_tile, rng, height, width)
+    twig = _window(twig_tile, rng, height, width)
+    # tufts of grass and tar-sealed cracks in the asphalt, through per-label amplitudes
+    tex += LEAF_AMP[label_ids] * leaf
+    tex -= (CRACK_AMP * np.float32(rng.uniform(0.2, 1.0)))[label_ids] * twig
     # shadows darken the ground only (a car is not darkened by its own shadow polygon)
     tex[shadow & IS_GROUND[label_ids]] *= 1 - cond.shadow
     image *= tex[..., None]
     # sky: lighter toward the horizon, warm at dusk, with clouds from the blotch noise
-    sky_rows = max(1, min(height, int(horizon) + 2))
+    sky_rows = max(1, min(height, int(horizon + abs(horizon - _horizon_at(label_ids))) + 2))
     sky = (label_ids[:sky_rows] == SKY_ID).astype(np.float32)
     rows = np.linspace(0, 0.6, sky_rows, dtype=np.float32)[:, None]
     warm = np.array([255, 150, 90], np.float32) * cond.time_of_day
@@ -176,6 +238,11 @@ def _shade(
     top += (toward - top) * (sky * rows)[..., None]
     cloud = np.clip(_window(coarse, rng, sky_rows, width) - 0.3, 0, 1) * rng.uniform(0.3, 0.9)
     top += (245 - top) * (sky * cloud)[..., None]
+    if cond.exposure > 0:  # a dash camera exposes for the street: the sky burns out
+        white = np.float32(250 * (1 - 0.3 * cond.time_of_day))
+        top += (white - top) * (sky * cond.exposure)[..., None]
+    if crown is not None and crown.any():
+        _foliage(image, crown, leaf, twig, cond, top, sky_rows)
     # time of day (darker and warmer toward dusk), then aerial perspective / fog by depth
     tint = np.array([1.0, 1 - 0.18 * cond.time_of_day, 1 - 0.4 * cond.time_of_day], np.float32)
     image *= tint * (1 - 0.45 * cond.time_of_day)
@@ -197,7 +264,56 @@ def _shade(
         image *= 0.85
         image += (215 - image) * streak
     image += grain * cond.noise if cond.noise else 0
+    if style is not None:
+        _grade(image, style, cond, (width, height))
     return image
+
+
+def _horizon_at(label_ids: np.ndarray) -> float:
+    """Lowest sky row in the frame (the horizon may be tilted): bounds the sky shading."""
+    rows = np.flatnonzero((label_ids == SKY_ID).any(axis=1))
+    return float(rows[-1]) if rows.size else 0.0
+
+
+def _foliage(
+    image: np.ndarray,
+    crown: np.ndarray,
+    leaf: np.ndarray,
+    twig: np.ndarray,
+    cond: Conditions,
+    sky_top: np.ndarray,
+    sky_rows: int,
+) -> None:
+    """Tree crowns as clumps of leaves with sky between them, or bare twigs in winter.
+
+    Flat green blobs do not look like trees: real crowns are a dense texture of light and
+    dark leaves, and in a Cambridge winter (CamVid) mostly a lattice of twigs over the sky.
+    """
+    ys, xs = np.nonzero(crown)
+    base = image[ys, xs]
+    lv = leaf[ys, xs][:, None]
+    tw = twig[ys, xs][:, None]
+    bark = np.array([85, 78, 70], np.float32) * (base.mean(1, keepdims=True) / 110 + 0.4)
+    leafy = base * (1 + 0.45 * np.clip(lv, -1.8, 1.8))
+    # the sky behind: the frame's sky colour in this column (near the top), else a light grey
+    column_sky = sky_top[max(0, sky_rows // 3), xs] if sky_rows > 0 else np.full((xs.size, 3), 200)
+    threshold = -1.2 + 2.8 * cond.leafiness  # share of crown that is gaps: ~90 % bare .. ~1 % leafy
+    gap = (lv[:, 0] > threshold).astype(np.float32)[:, None]
+    branches = np.clip(0.2 + 0.8 * tw - 0.25 * (lv - threshold), 0, 1)
+    open_sky = column_sky * (1 - branches) + bark * branches
+    image[ys, xs] = leafy * (1 - gap) + open_sky * gap
+
+
+def _grade(image: np.ndarray, style: CityStyle, cond: Conditions, size: tuple[int, int]) -> None:
+    """The camera's colour grading and lens: saturation, contrast, vignetting (in place)."""
+    # contrast c about mid-grey and saturation s about each pixel's grey, in one pass:
+    # c * (grey + s * (x - grey)) + 118 * (1 - c)
+    s, c = style.saturation, style.contrast
+    grey = cv2.cvtColor(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    cv2.addWeighted(image, c * s, grey, c * (1 - s), 118.0 * (1 - c), dst=image)
+    if cond.vignette > 0:
+        gain = 1 - np.float32(cond.vignette) * _vignette(size)
+        cv2.multiply(image, cv2.merge([gain, gain, gain]), dst=image)
 
 
 def render_frame(
@@ -229,20 +345,39 @@ def _render(
     depth_lut = np.zeros(len(objects) + 1, np.float32)
     depth_lut[1:] = [600.0 if math.isinf(ob.depth) else ob.depth for ob in objects]
     cam = builder.cam
-    rows = np.arange(height, dtype=np.float32) - cam.horizon
-    row_depth = np.where(rows > 0.5, cam.f * cam.cam_h / np.maximum(rows, 0.5), 600.0).astype(
-        np.float32
-    )
-    depth = np.where(IS_GROUND[label_ids], row_depth[:, None], depth_lut[index])
+    below = cam.below_horizon()  # perpendicular to the (possibly tilted) horizon
+    ground_depth = np.where(below > 0.5, cam.f * cam.cam_h / np.maximum(below, 0.5), 600.0)
+    depth = np.where(IS_GROUND[label_ids], ground_depth.astype(np.float32), depth_lut[index])
+    crown_lut = np.zeros(len(objects) + 1, bool)
+    crown_lut[1:] = [ob.crown for ob in objects]
+    crown = crown_lut[index]
     shadow_img = Image.new("1", size, 0)
     draw = ImageDraw.Draw(shadow_img)
     for pts in builder.shadows:
         draw.polygon(pts, fill=1)
     image = np.asarray(rgb).astype(np.float32)
-    image = _shade(image, label_ids, depth, np.asarray(shadow_img), cond, cam.horizon, rng)
+    image = _shade(
+        image,
+        label_ids,
+        depth,
+        np.asarray(shadow_img),
+        cond,
+        cam.horizon,
+        rng,
+        crown=crown,
+        style=city_style,
+    )
     out: np.ndarray = np.clip(image, 0, 255).astype(np.uint8)
     if cond.blur > 0:  # defocus / motion softness, scaled with the frame size
         out = cv2.GaussianBlur(out, (0, 0), cond.blur * width / 1024 + 0.3)
+    if cond.motion > 0:  # the car moves: a short horizontal smear
+        length = max(2, round(cond.motion * width / 1024))
+        out = cv2.blur(out, (length, 1))
+    if cond.jpeg:  # the camera's compression: 8x8 blocks and ringing
+        ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, cond.jpeg])
+        decoded = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if ok else None
+        if decoded is not None:
+            out = decoded
     polygons = [{"label": ob.label, "polygon": [list(p) for p in ob.polygon]} for ob in objects]
     return out, label_ids, polygons, _instances(objects, index)
 
@@ -265,8 +400,11 @@ def _instances(objects: list[Obj], index: np.ndarray) -> np.ndarray:
     return lut[index]
 
 
-def dummy_objects(size: tuple[int, int], hood: dict[str, Any]) -> list[dict[str, Any]]:
-    """Test-split polygons like the official ones: only `out of roi` borders and the ego hood."""
+def dummy_objects(size: tuple[int, int], hood: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Test-split polygons like the official ones: only `out of roi` borders and the ego hood.
+
+    `hood` is the frame's `ego vehicle` polygon, or None when the bonnet is out of view.
+    """
     width, height = size
     m = max(1, round(0.01 * width))
     strips = [
@@ -274,7 +412,7 @@ def dummy_objects(size: tuple[int, int], hood: dict[str, Any]) -> list[dict[str,
         [[0, 0], [m, 0], [m, height], [0, height]],
         [[width - m, 0], [width, 0], [width, height], [width - m, height]],
     ]
-    return [{"label": "out of roi", "polygon": s} for s in strips] + [hood]
+    return [{"label": "out of roi", "polygon": s} for s in strips] + ([hood] if hood else [])
 
 
 def draw_label_ids(objects: list[dict[str, Any]], size: tuple[int, int]) -> np.ndarray:
@@ -324,7 +462,8 @@ def _write_frame(task: _Task) -> float:
     fseed = frame_seed(task.seed, task.style.index, task.frame)
     image, label_ids, objects, instances = _render(task.style, fseed, task.size)
     if task.split == "test":  # like the real test split: no content labels are published
-        objects = dummy_objects(task.size, objects[-1])
+        hood = next((ob for ob in objects if ob["label"] == "ego vehicle"), None)
+        objects = dummy_objects(task.size, hood)
         label_ids = draw_label_ids(objects, task.size)
         instances = label_ids.astype(np.int32)
     img_dir = task.out / "leftImg8bit" / task.split / city

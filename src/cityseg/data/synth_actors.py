@@ -16,7 +16,7 @@ class StreetActors(SceneCanvas):
         rng, st = self.rng, self.style
         g = self._group()
         trunk_h = rng.uniform(1.8, 3.2)
-        r = rng.uniform(1.3, 3.2)
+        r = rng.uniform(1.5, 3.8)
         trunk = Obj(
             "vegetation",
             self.front(
@@ -38,6 +38,7 @@ class StreetActors(SceneCanvas):
             jitter(rng, st.foliage_color, 0.12),
             z,
             g,
+            crown=True,
         )
         crown.details.append(
             (
@@ -55,7 +56,7 @@ class StreetActors(SceneCanvas):
         while z < 140:
             x = e + side * rng.uniform(0.5, 1.0)
             r = rng.uniform()
-            if r < 0.15 + 0.5 * st.vegetation:
+            if r < 0.2 + 0.55 * st.vegetation:
                 self.add_street(z, self._tree_parts(x, z))
             elif r < 0.75:
                 self.add_street(z, self._pole(x, z, side))
@@ -63,7 +64,7 @@ class StreetActors(SceneCanvas):
                 self.add_street(
                     z, self._bin(e + side * rng.uniform(0.6, self.side_w[side] - 0.5), z)
                 )
-            z += rng.uniform(6, 22)
+            z += rng.uniform(4, 14)  # dense furniture: `object` is 1.8 % of Cityscapes pixels
 
     def _pole(self, x: float, z: float, side: int) -> list[Obj]:
         rng = self.rng
@@ -192,7 +193,7 @@ class StreetActors(SceneCanvas):
             oncoming = two_way and k < self.ego_lane
             z = rng.uniform(6, 20)
             while z < 130:
-                if rng.uniform() < 0.3 + 0.6 * st.traffic:
+                if rng.uniform() < 0.2 + 0.5 * st.traffic:
                     kind = rng.choice(
                         ["car", "truck", "bus", "caravan", "trailer", "bicycle", "motorcycle"],
                         p=[0.70, 0.08, 0.07, 0.02, 0.02, 0.07, 0.04],
@@ -204,6 +205,19 @@ class StreetActors(SceneCanvas):
                     else:
                         self.add_street(z, self._vehicle(x, z, str(kind), oncoming))
                 z += rng.uniform(7, 30) / (0.4 + st.traffic)
+        for side in (-1, 1):  # kerbside parking: cars, vans and bikes along the curb
+            if not self.kerb.get(side):
+                continue
+            x = self.lanes_r + 1.1 if side > 0 else self.lanes_l - 1.1
+            z = rng.uniform(5, 14)
+            end = rng.uniform(30, 90)
+            while z < end:
+                kind = str(rng.choice(["car", "van", "bicycle"], p=[0.8, 0.15, 0.05]))
+                if kind == "bicycle":
+                    self.add_street(z, self._two_wheeler(x + side * 0.6, z, "bicycle"))
+                else:
+                    self.add_street(z, self._vehicle(x + rng.uniform(-0.2, 0.2), z, kind))
+                z += rng.uniform(5.0, 9.0) + (rng.uniform(5, 20) if rng.uniform() < 0.2 else 0)
         if self.parking is not None:  # parked cars in the parking lane
             side, z0, z1 = self.parking
             x = self.edge(side) - side * 1.15
@@ -217,6 +231,13 @@ class StreetActors(SceneCanvas):
         """A car, truck or bus whose near face is at distance z (its front when `oncoming`)."""
         rng = self.rng
         g = self._group()
+        if kind == "van":  # a panel van: labelled car in Cityscapes, tall and boxy
+            kind = "car"
+            w, h, length = rng.uniform(1.9, 2.1), rng.uniform(1.9, 2.5), rng.uniform(4.8, 6.0)
+            paint = jitter(
+                rng, [(235, 235, 235), (200, 200, 205), (40, 60, 120)][int(rng.integers(3))], 0.08
+            )
+            return self._box_vehicle(x, z, w, h, length, paint, g)
         if kind == "car":
             w, h, length = rng.uniform(1.7, 2.0), rng.uniform(1.35, 1.65), rng.uniform(4.0, 4.8)
             paint = jitter(
@@ -401,6 +422,85 @@ class StreetActors(SceneCanvas):
         self.shadows.append(self.ground_quad(s0, s1, z - 0.2, z + length))
         return parts
 
+    def _box_vehicle(
+        self,
+        x: float,
+        z: float,
+        w: float,
+        h: float,
+        length: float,
+        paint: tuple[int, int, int],
+        g: int,
+    ) -> list[Obj]:
+        """A boxy vehicle (a van): side, rear with windows, lights and bumper."""
+        xl, r = x - w / 2, x + w / 2
+        parts: list[Obj] = []
+        sx = xl if xl > 0 else (r if r < 0 else None)
+        if sx is not None:
+            side = Obj(
+                "car",
+                self.side_quad(sx, z, z + length, 0.15, h),
+                mix(paint, (0, 0, 0), 0.25),
+                z + length / 2,
+                g,
+            )
+            side.details.append(
+                (
+                    self.side_quad(sx, z + length - 1.6, z + length - 0.3, h * 0.55, h * 0.9),
+                    (40, 45, 55),
+                )
+            )
+            parts.append(side)
+        rear = Obj(
+            "car",
+            self.front(z, [(xl + 0.1, 0), (r - 0.1, 0), (r, 0.3), (r, h), (xl, h), (xl, 0.3)]),
+            paint,
+            z,
+            g,
+        )
+        rear.details.append(
+            (
+                self.front(
+                    z,
+                    [
+                        (xl + 0.15, h * 0.6),
+                        (r - 0.15, h * 0.6),
+                        (r - 0.15, h * 0.92),
+                        (xl + 0.15, h * 0.92),
+                    ],
+                ),
+                (45, 50, 60),
+            )
+        )
+        rear.details.append(
+            (
+                self.front(
+                    z,
+                    [
+                        (x - 0.02, 0.35),
+                        (x + 0.02, 0.35),
+                        (x + 0.02, h * 0.95),
+                        (x - 0.02, h * 0.95),
+                    ],
+                ),
+                mix(paint, (0, 0, 0), 0.4),
+            )
+        )
+        for lx in (xl + 0.05, r - 0.25):
+            rear.details.append(
+                (
+                    self.front(z, [(lx, 0.5), (lx + 0.2, 0.5), (lx + 0.2, 0.9), (lx, 0.9)]),
+                    (190, 25, 25),
+                )
+            )
+        rear.details.append(
+            (self.front(z, [(xl, 0.2), (r, 0.2), (r, 0.4), (xl, 0.4)]), (30, 30, 32))
+        )
+        parts.append(rear)
+        s0, s1 = sorted((xl - 0.3 * self.sun_side, r + 0.6 * self.sun_side))
+        self.shadows.append(self.ground_quad(s0, s1, z - 0.2, z + length))
+        return parts
+
     def _person_pts(
         self, x: float, h: float, stride: float, lean: float = 0.0
     ) -> tuple[list[tuple[float, float]], list[tuple[float, float]], list[tuple[float, float]]]:
@@ -501,10 +601,10 @@ class StreetActors(SceneCanvas):
 
     def _people(self) -> None:
         rng, st = self.rng, self.style
-        count = int(rng.poisson(2 + 10 * st.pedestrians))
+        count = int(rng.poisson(4 + 16 * st.pedestrians))
         for _ in range(count):
             side = 1 if rng.uniform() < 0.5 else -1
-            z = rng.uniform(5, 70)
+            z = rng.uniform(4, 60)
             x = self.edge(side) + side * rng.uniform(0.6, self.side_w[side] - 0.3)
             self.add_street(z, self._person(x, z))
         if self.crossing is not None:

@@ -29,11 +29,16 @@ class Obj:
     depth: float  # metres from the camera (ignored for GROUND_LABELS; inf for sky)
     group: int = 0  # objects sharing a group are one instance (car side + car rear)
     details: list[tuple[list[Point], Color]] = field(default_factory=list)  # paint only
+    crown: bool = False  # a tree crown: painted as leaves (or bare twigs) with sky between
 
 
 @dataclass(frozen=True)
 class Camera:
-    """Pinhole camera at height `cam_h` looking along +Z with horizon row `horizon`."""
+    """Pinhole camera at height `cam_h` looking along +Z with horizon row `horizon`.
+
+    `roll` (radians) turns the image about (cx, horizon), as a camera mounted slightly askew
+    or a car leaning in a bend does; the horizon line is then tilted.
+    """
 
     width: int
     height: int
@@ -41,12 +46,16 @@ class Camera:
     cx: float
     horizon: float
     cam_h: float
+    roll: float = 0.0
 
     def uv(self, x: float, y: float, z: float) -> Point:
         """Project world (x, y, z) to an integer pixel, clamped to a sane range."""
         z = max(z, 0.05)
-        u = self.cx + self.f * x / z
-        v = self.horizon + self.f * (self.cam_h - y) / z
+        du, dv = self.f * x / z, self.f * (self.cam_h - y) / z
+        if self.roll:
+            c, s = math.cos(self.roll), math.sin(self.roll)
+            du, dv = c * du - s * dv, s * du + c * dv
+        u, v = self.cx + du, self.horizon + dv
         lim_u, lim_v = 6 * self.width, 6 * self.height
         return (
             round(min(max(u, -lim_u), lim_u)),
@@ -56,11 +65,24 @@ class Camera:
     def uv_many(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised `uv`: integer pixel arrays (u, v)."""
         z = np.maximum(z, 0.05)
-        u = np.clip(np.rint(self.cx + self.f * x / z), -6 * self.width, 6 * self.width)
-        v = np.clip(
-            np.rint(self.horizon + self.f * (self.cam_h - y) / z), -6 * self.height, 6 * self.height
-        )
+        du, dv = self.f * x / z, self.f * (self.cam_h - y) / z
+        if self.roll:
+            c, s = math.cos(self.roll), math.sin(self.roll)
+            du, dv = c * du - s * dv, s * du + c * dv
+        u = np.clip(np.rint(self.cx + du), -6 * self.width, 6 * self.width)
+        v = np.clip(np.rint(self.horizon + dv), -6 * self.height, 6 * self.height)
         return u.astype(np.int64), v.astype(np.int64)
+
+    def horizon_v(self, u: float) -> float:
+        """Row of the horizon line at column u (tilted by the roll)."""
+        return self.horizon + math.tan(self.roll) * (u - self.cx)
+
+    def below_horizon(self) -> np.ndarray:
+        """Per pixel, the distance in pixels below the horizon line, perpendicular to it."""
+        c, s = math.cos(self.roll), math.sin(self.roll)
+        u = np.arange(self.width, dtype=np.float32)[None, :] - np.float32(self.cx)
+        v = np.arange(self.height, dtype=np.float32)[:, None] - np.float32(self.horizon)
+        return np.float32(c) * v - np.float32(s) * u
 
     def scale(self, z: float) -> float:
         """Pixels per metre at distance z."""
@@ -102,18 +124,22 @@ class SceneCanvas:
     z_far: float
     crossing: float | None
     parking: tuple[int, float, float] | None  # (side, z0, z1)
+    kerb: dict[int, bool]  # kerbside parking on side -1 / +1
 
     def __init__(self, style: CityStyle, rng: np.random.Generator, size: tuple[int, int]):
         self.style = style
         self.rng = rng
         width, height = size
+        # Focal length in frame widths: Cityscapes' is about 1.1 (a 49 degree horizontal
+        # view), CamVid's about 0.85 (60 degrees); each city draws around its own.
         self.cam = Camera(
             width=width,
             height=height,
-            f=width * rng.uniform(0.95, 1.2),
-            cx=width * rng.uniform(0.44, 0.56),
-            horizon=height * rng.uniform(0.36, 0.5),
-            cam_h=rng.uniform(1.15, 1.7),
+            f=width * rng.uniform(*style.focal),
+            cx=width * rng.uniform(0.45, 0.55),
+            horizon=height * rng.uniform(*style.horizon),
+            cam_h=rng.uniform(*style.camera_height),
+            roll=math.radians(rng.uniform(-style.roll, style.roll)),
         )
         self.objects: list[Obj] = []
         self.street: list[tuple[float, int, list[Obj]]] = []  # (depth, order, parts) sorted later

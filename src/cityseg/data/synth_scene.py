@@ -44,18 +44,35 @@ class SceneBuilder(StreetActors):
                 self.road_r += 2.3
             else:
                 self.road_l -= 2.3
+        # kerbside parking (cars, vans, bikes along the curb) widens the road on that side
+        self.kerb: dict[int, bool] = {}
+        for side in (-1, 1):
+            busy = self.parking is not None and self.parking[0] == side
+            self.kerb[side] = not busy and rng.uniform() < st.parked
+            if self.kerb[side]:
+                if side > 0:
+                    self.road_r += 2.2
+                else:
+                    self.road_l -= 2.2
         self.lanes, self.lane_w = lanes, lane_w
         self.side_w = {s: rng.uniform(*st.sidewalk_width) for s in (-1, 1)}
         self.z_far = rng.uniform(160, 260)
 
-        sky_h = cam.horizon + 2
+        # sky above and terrain below the (possibly tilted) horizon line
+        left, right = -W // 2, W + W // 2
+        hl, hr = cam.horizon_v(left), cam.horizon_v(right)
         self.objects.append(
-            Obj("sky", [(0, 0), (W, 0), (W, int(sky_h)), (0, int(sky_h))], st.sky_color, math.inf)
+            Obj(
+                "sky",
+                [(left, -H), (right, -H), (right, round(hr + 2)), (left, round(hl + 2))],
+                st.sky_color,
+                math.inf,
+            )
         )
         self.objects.append(
             Obj(
                 "terrain",
-                [(0, int(cam.horizon)), (W, int(cam.horizon)), (W, 2 * H), (0, 2 * H)],
+                [(left, round(hl)), (right, round(hr)), (right, 2 * H), (left, 2 * H)],
                 jitter(rng, st.terrain_color, 0.1),
                 0.0,
             )
@@ -72,7 +89,8 @@ class SceneBuilder(StreetActors):
             self._bridge(rng.uniform(35, 90))
         for _, _, parts in sorted(self.street, key=lambda t: (-t[0], t[1])):
             self.objects.extend(parts)
-        self._hood()
+        if rng.uniform() < st.hood:
+            self._hood()
         return self.objects
 
     def _skyline(self) -> None:
@@ -81,7 +99,7 @@ class SceneBuilder(StreetActors):
         x = -z * 1.2
         while x < z * 1.2:
             w = rng.uniform(8, 30)
-            h = rng.uniform(*st.building_height) * rng.uniform(0.6, 1.6)
+            h = rng.uniform(*st.building_height) * rng.uniform(0.8, 2.0)
             color = mix(
                 jitter(rng, st.facade_colors[int(rng.integers(len(st.facade_colors)))], 0.1),
                 st.sky_color,
@@ -94,6 +112,7 @@ class SceneBuilder(StreetActors):
                         self._blob(x + w / 2, h * 0.35, z, w / 2, h * 0.4),
                         jitter(rng, st.foliage_color, 0.15),
                         z,
+                        crown=True,
                     )
                 )
             else:
@@ -178,7 +197,11 @@ class SceneBuilder(StreetActors):
             length = rng.uniform(8, 32)
             z1 = z + length
             r = rng.uniform()
-            if r < st.building_prob:
+            if z > 6 and rng.uniform() < st.side_streets:  # an intersection: a side street opens
+                length = rng.uniform(7, 14)
+                z1 = z + length
+                segments.extend(self._side_street(side, z, z1))
+            elif r < st.building_prob:
                 segments.extend(self._building(side, o + side * rng.uniform(0, 1.5), z, z1))
             elif r < st.building_prob + (1 - st.building_prob) * 0.5:
                 segments.extend(self._park(side, o, z, z1))
@@ -230,6 +253,44 @@ class SceneBuilder(StreetActors):
             a, b = sorted((x, x - side * w))
             self.shadows.append(self.ground_quad(a, b, z0, z1))
         return [ob]
+
+    def _side_street(self, side: int, z0: float, z1: float) -> list[Obj]:
+        """A side street crossing the sidewalk, with buildings set back along it."""
+        rng, st = self.rng, self.style
+        e = self.edge(side)
+        far = e + side * 60
+        road = Obj(
+            "road",
+            self.ground_quad(min(e, far), max(e, far), z0, z1),
+            jitter(rng, st.road_color, 0.08),
+            0.0,
+        )
+        paint = jitter(rng, (225, 225, 215), 0.05)
+        a, b = sorted((e, e + side * 0.3))
+        road.details.append((self.ground_quad(a, b, z0, z1), paint))  # give-way line
+        out = [road]
+        # the corner buildings of the side street, facing it, further along
+        for x_off in (rng.uniform(12, 25), rng.uniform(30, 50)):
+            x = e + side * x_off
+            h = rng.uniform(*st.building_height)
+            color = jitter(rng, st.facade_colors[int(rng.integers(len(st.facade_colors)))], 0.1)
+            out.append(
+                Obj(
+                    "building",
+                    self.front(
+                        z1 + rng.uniform(2, 8),
+                        [
+                            (x - side * 6, 0),
+                            (x + side * 6, 0),
+                            (x + side * 6, h),
+                            (x - side * 6, h),
+                        ],
+                    ),
+                    color,
+                    z1 + 5,
+                )
+            )
+        return out
 
     def _park(self, side: int, o: float, z0: float, z1: float) -> list[Obj]:
         rng, st = self.rng, self.style
@@ -343,8 +404,8 @@ class SceneBuilder(StreetActors):
     def _hood(self) -> None:
         rng, cam = self.rng, self.cam
         W, H = cam.width, cam.height
-        top = H * (1 - rng.uniform(0.1, 0.17))
-        bulge = H * rng.uniform(0.03, 0.07)
+        top = H * (1 - rng.uniform(0.04, 0.17))
+        bulge = H * rng.uniform(0.01, 0.07)
         xs = np.linspace(-0.02 * W, 1.02 * W, 17)
         t = (xs - W / 2) / (W / 2)
         ys = top + bulge * t**2

@@ -19,7 +19,7 @@ import heapq
 import json
 import logging
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +260,36 @@ def match_predictions(
     if problems:
         raise EvaluationError(f"{pred_dir}: " + "; ".join(problems))
     return [found[s.stem + PRED_SUFFIX][0] for s in samples]
+
+
+def infer_set(pred_dir: str | Path, candidates: Mapping[str, Sequence[Sample]]) -> str:
+    """The set whose samples the predictions in `pred_dir` are of, from their file names.
+
+    The set holding every prediction wins (an exact match first, else the smallest such
+    set, so that a folder of the official val frames is scored as the set made of them);
+    none holding them all raises `EvaluationError` with how many each set matched.
+    """
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise EvaluationError(f"prediction folder not found: {pred_dir}")
+    names = {p.name for p in pred_dir.rglob("*.png")}
+    if not names:
+        raise EvaluationError(f"{pred_dir}: no PNG predictions")
+    covering = []
+    for name, samples in candidates.items():
+        wanted = {s.stem + PRED_SUFFIX for s in samples if s.label is not None}
+        if names <= wanted:
+            covering.append((len(wanted) != len(names), len(wanted), name))
+    if not covering:
+        counts = ", ".join(
+            f"{name} {len(names & {s.stem + PRED_SUFFIX for s in samples})}/{len(samples)}"
+            for name, samples in candidates.items()
+        )
+        raise EvaluationError(
+            f"{pred_dir}: the {len(names)} predictions are of no single set (matches: {counts}); "
+            "pass --split, and --allow-extra to ignore files of other sets"
+        )
+    return min(covering)[2]
 
 
 def evaluate_predictions(

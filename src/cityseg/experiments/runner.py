@@ -58,15 +58,26 @@ def ensure_data(config: Config, data_spec: dict[str, Any]) -> dict[str, Any]:
     """Make sure the dataset and split manifest exist; return the data overrides to pin them.
 
     `data_spec` may hold `synth: {cities, frames_per_city, size, seed}` (render the synthetic
-    cities when `data.root` has none) and `split: {val_cities, seed}` (make the manifest).
+    cities when `data.root` has none), `camvid: {src}` (import CamVid from `src` when
+    `data.root` has none) and `split: {val_cities, test_cities, seed}` (make the manifest).
     """
     root = Path(config.data.root)
     synth_spec = data_spec.get("synth")
+    camvid_spec = data_spec.get("camvid")
+    if not (root / "leftImg8bit").is_dir() and camvid_spec:
+        from cityseg.data.camvid import import_camvid
+        from cityseg.data.cityscapes import DataError
+
+        log.info("importing CamVid into %s: %s", root, camvid_spec)
+        try:
+            import_camvid(camvid_spec["src"], root, workers=int(camvid_spec.get("workers", 2)))
+        except (DataError, KeyError) as err:
+            raise SuiteError(f"profile data.camvid {camvid_spec}: {err}") from err
     if not (root / "leftImg8bit").is_dir():
         if not synth_spec:
             raise SuiteError(
                 f"dataset root {root} has no leftImg8bit/ folder and the profile does not "
-                "render synthetic cities; pass --set data.root=PATH"
+                "render synthetic cities or import CamVid; pass --set data.root=PATH"
             )
         from cityseg.data import synth
 

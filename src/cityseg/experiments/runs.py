@@ -65,9 +65,10 @@ def selection_score(metrics: dict[str, Any] | None) -> float:
 
 
 def default_train() -> TrainFn:
-    from cityseg.training.train import train
+    """Each run trains in its own process (memory does not pile up over a suite)."""
+    from cityseg.experiments.child import subprocess_train
 
-    return train
+    return subprocess_train
 
 
 def _call_train(

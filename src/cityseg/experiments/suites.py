@@ -13,7 +13,7 @@ import yaml
 from cityseg.training import config as config_mod
 from cityseg.training.config import Config
 
-PROFILES: tuple[str, ...] = ("ci", "cpu", "cityscapes")
+PROFILES: tuple[str, ...] = ("ci", "cpu", "cityscapes", "camvid")
 DEFAULT_SUITES_DIR = Path("configs/experiments")
 DEFAULT_RUNS_DIR = Path("runs/experiments")
 SUITE_RECORD = "suite.json"  # per suite folder: profile, commands, wall time, runs

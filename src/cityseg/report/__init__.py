@@ -30,6 +30,7 @@ from cityseg.report.sections import (
     section_metric,
     section_pipeline,
 )
+from cityseg.report.sim2real import section_sim2real
 from cityseg.report.suites import (
     section_augmentation,
     section_losses,
@@ -63,6 +64,7 @@ def write_report(
     runs_dir: str | Path = "runs/experiments",
     bench_dir: str | Path = "bench",
     html: bool = True,
+    sim2real_dir: str | Path = "runs/sim2real",
 ) -> Path:
     """Write the technical note (Markdown, figures under `<out dir>/figures/`, HTML); return it."""
     out, runs_dir, bench_dir = Path(out), Path(runs_dir), Path(bench_dir)
@@ -90,6 +92,7 @@ def write_report(
         (r for r in runs.get("models", []) if r.cfg("model.name") == BASELINE_MODEL), None
     )
     section_retained(note, retained, budget, baseline)
+    section_sim2real(note, sim2real_dir, bench_dir)  # synthetic cities on real photographs
     section_pipeline(note, bench_dir)
     section_limits(note, runs, records, synthetic, aug_summary)
     text = note.text()

@@ -53,7 +53,17 @@ def load_split(config: dict[str, Any]) -> tuple[Any, Path | None, str]:
 def split_rule(manifest: Any, cities: dict[str, list[str]]) -> str:
     """How the three sets were made, from the manifest's own record of it."""
     method = dict(getattr(manifest, "method", {}) or {})
-    if "val_cities" in method:
+    if method.get("test_cities"):
+        return (
+            "Split rule: whole cities (drives) chosen by name, because the dataset's official "
+            "split shares them between train and test: **test** is "
+            f"{', '.join(cities['test'])}, **validation** {', '.join(cities['val'])}, **train** "
+            f"{', '.join(cities['train'])} (official train and val frames pooled; no city in "
+            "two sets)."
+        )
+    if isinstance(method.get("val_cities"), list):
+        how = f"the cities {', '.join(method['val_cities'])} (chosen by name)"
+    elif "val_cities" in method:
         how = f"{method['val_cities']} {'city' if method['val_cities'] == 1 else 'cities'}"
     elif "val_fraction" in method:
         how = (

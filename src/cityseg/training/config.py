@@ -27,6 +27,8 @@ class DataConfig:
     cache: bool = True  # decode + resize once into an on-disk memory-mapped cache
     cache_dir: str = ".cache/cityseg"  # where the cache lives
     augment: tuple[str, ...] = ("hflip", "scale_crop", "color")  # technique names (data.augment)
+    # Folder of unlabelled real photos whose style fda / histmatch copy ("" = none).
+    style_images: str = ""
 
 
 @dataclass(frozen=True)

@@ -265,8 +265,19 @@ def train(
         "workers": config.data.workers,
         "use_multiprocessing": config.data.use_multiprocessing,
     }
+    references: list[np.ndarray] = []
+    if config.data.style_images:
+        from cityseg.data.augment import load_reference_images
+
+        references = load_reference_images(config.data.style_images, size)
+        log.info("%d unlabelled style photos from %s", len(references), config.data.style_images)
     train_seq = CityscapesSequence(
-        manifest.train, augment=config.data.augment, shuffle=True, seed=t.seed, **common
+        manifest.train,
+        augment=config.data.augment,
+        shuffle=True,
+        seed=t.seed,
+        reference_images=references,
+        **common,
     )
     train_seq.set_epoch(start_epoch)
     train_data = LimitedSteps(train_seq, t.steps_per_epoch) if t.steps_per_epoch else train_seq

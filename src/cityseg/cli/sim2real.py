@@ -1,0 +1,93 @@
+"""`cityseg experiments sim2real`: train on synthetic cities only, score on real photographs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def sim2real(
+    config: Path = typer.Option(
+        ..., "--config", help="Run config YAML (data.root: the synth root)."
+    ),
+    real: Path = typer.Option(
+        ...,
+        "--real",
+        help="Real dataset root in the official layout with a split.json (test set scored).",
+    ),
+    runs_dir: Path = typer.Option(Path("runs/sim2real"), help="Where the run folder goes."),
+    cities: int = typer.Option(10, help="Synthetic cities rendered when data.root has none."),
+    frames_per_city: int = typer.Option(40, min=1, help="Frames per synthetic city."),
+    synth_size: str = typer.Option("480x360", help="Synthetic frame size WIDTHxHEIGHT."),
+    synth_seed: int = typer.Option(0, help="Seed of the synthetic cities."),
+    workers: int = typer.Option(2, min=1, help="Rendering processes."),
+    val_cities: int = typer.Option(
+        2, min=1, help="Synthetic train cities held out for validation."
+    ),
+    overrides: list[str] = typer.Option([], "--set", help="Config override, e.g. train.epochs=5."),
+    as_json: bool = typer.Option(False, "--json", help="Print the record as JSON."),
+    score_only: bool = typer.Option(
+        False, "--score-only", help="Train nothing: score the run's best model so far (partial)."
+    ),
+) -> None:
+    """Render (if needed) and train on synthetic cities, then score on the real test drive."""
+    from cityseg.common.sizes import parse_size
+    from cityseg.experiments.sim2real import run_sim2real
+    from cityseg.experiments.suites import SuiteError
+    from cityseg.training import config as config_mod
+
+    try:
+        cfg = config_mod.load(config, overrides)
+        record = run_sim2real(
+            cfg,
+            real,
+            runs_dir=runs_dir,
+            synth={
+                "cities": cities,
+                "frames_per_city": frames_per_city,
+                "size": parse_size(synth_size),
+                "seed": synth_seed,
+                "workers": workers,
+            },
+            split={"val_cities": val_cities, "seed": 0},
+            score_only=score_only,
+        )
+    except (SuiteError, ValueError, FileNotFoundError, KeyError) as err:
+        typer.echo(f"cityseg experiments sim2real: {err}", err=True)
+        raise typer.Exit(2) from err
+    if as_json:
+        typer.echo(json.dumps(record, indent=2))
+        return
+    real_scores = record["real"]
+    typer.echo(
+        f"{record['name']}: real-photo category IoU {real_scores['category_iou']:.3f} "
+        f"on {real_scores['num_images']} frames of {', '.join(real_scores['cities'])}"
+    )
+    for name, value in (real_scores["per_category_iou_official"] or {}).items():
+        typer.echo(f"  {name:13s} {'-' if value is None else f'{value:.3f}'}")
+    shares = record["synth"]["category_shares"]
+    typer.echo("synthetic train shares %: " + ", ".join(f"{k} {v:.1f}" for k, v in shares.items()))
+
+
+def sim2real_report(
+    runs_dir: Path = typer.Option(Path("runs/sim2real"), help="Runs written by sim2real."),
+    out: Path = typer.Option(Path("docs/sim2real.md"), help="Markdown file to write."),
+    bench_dir: Path = typer.Option(Path("bench"), help="Folder of benchmark JSON files."),
+) -> None:
+    """Write the note's sim-to-real section alone (`cityseg report` includes it too)."""
+    from cityseg.report.sim2real import write_sim2real
+
+    try:
+        path = write_sim2real(out, runs_dir=runs_dir, bench_dir=bench_dir)
+    except FileNotFoundError as err:
+        typer.echo(f"cityseg experiments sim2real-report: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(f"sim-to-real section written to {path}")
+
+
+def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Typer) -> None:
+    """Add `cityseg experiments sim2real` and `cityseg experiments sim2real-report`."""
+    experiments_app.command("sim2real")(sim2real)
+    experiments_app.command("sim2real-report")(sim2real_report)

@@ -1,0 +1,235 @@
+"""The note's sim-to-real section, from the `sim2real.json` records of `cityseg experiments sim2real`.
+
+Self-contained: it reads only `runs/sim2real/*/sim2real.json` (and their figures) and the synth
+benchmark, so that it can sit beside the other sections without sharing their state.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from cityseg.data.synth_stats import CITYSCAPES_SHARES
+from cityseg.experiments.sim2real import DEFAULT_RUNS_DIR, REAL_SPLIT, read_records
+from cityseg.report.note import Note
+
+TARGET = 0.55  # category IoU on the real test drive from synthetic frames only (issue #14)
+OFFICIAL = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
+COMMAND = (
+    "cityseg experiments sim2real --config configs/sim2real/lraspp_mobilenetv3_192x160.yaml "
+    "--real data/camvid_imp --set data.root=data/synth_v2 --set name=NAME "
+    "[--set data.augment=[...]] [--set data.style_images=data/camvid/leftImg8bit/train]"
+)
+
+
+def _f(value: Any) -> str:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if math.isnan(v) else f"{v:.3f}"
+
+
+def uses_real_photos(record: dict[str, Any]) -> bool:
+    """Whether the run saw unlabelled real photos (style techniques), reported apart."""
+    return bool(record.get("style_images"))
+
+
+def _row(record: dict[str, Any], base: dict[str, Any] | None) -> str:
+    real = record["real"]
+    per = real.get("per_category_iou_official") or {}
+    delta = ""
+    if base is not None and base is not record:
+        delta = f" ({real['category_iou'] - base['real']['category_iou']:+.3f})"
+    synth = record.get("synth") or {}
+    val, test = record.get("synth_val") or {}, record.get("synth_test") or {}
+    epochs = f"{record.get('epochs_run')}{' (stopped)' if record.get('partial') else ''}"
+    return (
+        f"| `{record['name']}` | `{synth.get('root', '-')}` | {epochs} | "
+        f"{'+'.join(record.get('augment') or []) or 'none'} | "
+        f"{record.get('encoder_weights') or 'scratch'} | "
+        f"**{_f(real['category_iou'])}**{delta} | "
+        + " | ".join(_f(per.get(c)) for c in OFFICIAL)
+        + f" | {_f(val.get('category_iou'))} | {_f(test.get('category_iou'))} |"
+    )
+
+
+def _table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> str:
+    head = (
+        "| run | synthetic cities | epochs | augmentation | encoder | real cat. IoU (vs baseline) | "
+        + " | ".join(OFFICIAL)
+        + " | synth val | synth test |"
+    )
+    rule = "|" + "---|" * (8 + len(OFFICIAL))
+    return "\n".join([head, rule, *(_row(r, base) for r in records)])
+
+
+def _shares(records: list[dict[str, Any]]) -> str:
+    seen: dict[str, dict[str, float]] = {}
+    for r in records:
+        synth = r.get("synth") or {}
+        if synth.get("root") and synth.get("category_shares"):
+            seen.setdefault(synth["root"], synth["category_shares"])
+    real = next(
+        (r["real"].get("train_shares") for r in records if r["real"].get("train_shares")), None
+    )
+    cols = [*seen, *(["real train drives"] if real else []), "Cityscapes"]
+    lines = [
+        "| category | " + " | ".join(f"`{c}`" if c in seen else c for c in cols) + " |",
+        "|" + "---|" * (len(cols) + 1),
+    ]
+    for cat, ref in CITYSCAPES_SHARES.items():
+        vals = [f"{seen[c].get(cat, 0.0):.1f}" for c in seen]
+        if real:
+            vals.append(f"{real.get(cat, 0.0):.1f}")
+        lines.append(f"| {cat} | " + " | ".join([*vals, f"{ref:.1f}"]) + " |")
+    return "\n".join(lines)
+
+
+def _confusions(run_dir: Path, top: int = 3) -> str:
+    """The `top` largest real-category -> predicted-category errors, as shares of the real row."""
+    from cityseg.data.labels import CATEGORIES
+
+    path = run_dir / f"eval_{REAL_SPLIT}.json"
+    if not path.is_file():
+        return ""
+    cm = json.loads(path.read_text()).get("confusion_matrix") or []
+    cells = []
+    for t, row in enumerate(cm):
+        total = sum(row)
+        if t == 0 or total == 0:  # void truth is never scored
+            continue
+        cells += [(row[p], t, p, row[p] / total) for p in range(len(row)) if p != t]
+    cells.sort(reverse=True)
+    return "; ".join(
+        f"{CATEGORIES[t]} taken for {CATEGORIES[p]} ({share:.0%} of real {CATEGORIES[t]} pixels)"
+        for _, t, p, share in cells[:top]
+    )
+
+
+def _bench_line(bench_dir: Path) -> str:
+    path = bench_dir / "synth.json"
+    if not path.is_file():
+        return ""
+    data = json.loads(path.read_text())
+    rows = data.get("results") or []
+    one = next((r for r in rows if r.get("workers") == 1), None)
+    if one is None:
+        return ""
+    return (
+        f"Rendering speed (`cityseg bench synth --size {data.get('size')} --frames "
+        f"{data.get('frames')} --json bench/synth.json`): {one['frames_per_s']:.1f} frames/s "
+        f"with one worker, {_f(one.get('frames_per_cpu_s'))} frames per CPU second (load average "
+        f"{one.get('load_avg_1min_at_start')} at the start; the target is "
+        f"{data.get('target_frames_per_s_per_core', 5.0):g} per core)."
+    )
+
+
+def section_sim2real(
+    note: Note, runs_dir: str | Path = DEFAULT_RUNS_DIR, bench_dir: str | Path = "bench"
+) -> list[dict[str, Any]]:
+    """Append the sim-to-real section (nothing if no run was recorded); return the records."""
+    records = read_records(runs_dir)
+    if not records:
+        return []
+    synthetic = [r for r in records if not uses_real_photos(r)]
+    styled = [r for r in records if uses_real_photos(r)]
+    base = next((r for r in records if "baseline" in r["name"]), records[0])
+    real = base["real"]
+    best = max(records, key=lambda r: r["real"]["category_iou"])
+    best_synth = max(synthetic, key=lambda r: r["real"]["category_iou"]) if synthetic else None
+    note.add(
+        "## Sim-to-real: synthetic cities on real streets",
+        f"Each run trains on rendered cities only and is then scored once on the real "
+        f"photographs of the test drive {', '.join(real['cities'])} ({real['num_images']} "
+        f"frames, `{real['manifest']}`), at the photos' own resolution, with the official "
+        f"category IoU (7 categories, void ignored). Command: `{COMMAND}`; it renders the "
+        f"cities if the root has none, trains, scores and writes `sim2real.json` and the "
+        f"figures `plots/*_{REAL_SPLIT}.png` into the run folder. The baseline "
+        f"`{base['name']}` is the renderer before the transfer work. Budget: each run "
+        f"trained {base.get('epochs_run')} epochs at {base.get('input_size')} on "
+        f"{(base.get('synth') or {}).get('train_frames')} synthetic frames "
+        f"({float(base.get('train_time_s') or 0) / 60:.0f} min on the shared 2-core CPU), "
+        f"so these are early-training numbers: compare the rows, not the absolute level.",
+    )
+    if any(r.get("partial") for r in records):
+        note.add(
+            "Runs marked *(stopped)* ran out of the time budget on the shared CPU: they were "
+            "stopped and scored from their best validation checkpoint so far "
+            "(`--score-only`), after the number of epochs shown."
+        )
+    if synthetic:
+        note.add("### Trained on synthetic frames only", _table(synthetic, base))
+    if styled:
+        note.add(
+            "### With unlabelled real photos (style transfer; reported apart)",
+            "These runs also saw *unlabelled* photos of other drives (never the test drive) "
+            "through `fda` (Fourier amplitude swap) or `histmatch` (histogram matching): "
+            "no real label was used, but they are not purely synthetic.",
+            _table(styled, base),
+        )
+    verdict = (
+        f"The best purely synthetic run, `{best_synth['name']}`, reaches "
+        f"{best_synth['real']['category_iou']:.3f} on the real drive against "
+        f"{real['category_iou']:.3f} for the baseline"
+        if best_synth
+        else "No purely synthetic run was recorded"
+    )
+    reached = best["real"]["category_iou"] >= TARGET
+    note.add(
+        f"{verdict}; the best of all runs, `{best['name']}`, reaches "
+        f"{best['real']['category_iou']:.3f}: the {TARGET:.2f} target is "
+        f"{'**met**' if reached else '**not met**'}."
+    )
+    for record in dict.fromkeys([base["name"], best["name"]]):
+        line = _confusions(Path(runs_dir) / record)
+        if line:
+            note.add(f"Largest confusions on the real drive, `{record}`: {line}.")
+    harder = [
+        r["name"]
+        for r in records
+        if (r.get("synth_test") or {}).get("category_iou") is not None
+        and (r.get("synth_val") or {}).get("category_iou") is not None
+        and r["synth_test"]["category_iou"] < r["synth_val"]["category_iou"]
+    ]
+    note.add(
+        f"Held-out synthetic cities (the last two columns) score below the validation cities "
+        f"in {len(harder)} of {len(records)} runs"
+        + (f" ({', '.join(f'`{h}`' for h in harder)})." if harder else ".")
+    )
+    note.add(
+        "Category shares of the synthetic training cities, in per cent of pixels "
+        "(`cityseg.data.synth_stats.category_shares`), beside Cityscapes':",
+        _shares(records),
+    )
+    bench = _bench_line(Path(bench_dir))
+    if bench:
+        note.add(bench)
+    figure = Path(runs_dir) / best["name"] / "plots" / f"examples_{REAL_SPLIT}.png"
+    note.copy_figure(
+        figure,
+        "sim2real_examples.png",
+        f"Real test-drive photos scored by `{best['name']}` (photo | prediction | truth): "
+        "first frames, then the worst",
+    )
+    return records
+
+
+def write_sim2real(
+    out: str | Path = "docs/sim2real.md",
+    *,
+    runs_dir: str | Path = DEFAULT_RUNS_DIR,
+    bench_dir: str | Path = "bench",
+) -> Path:
+    """Write the sim-to-real section alone as a Markdown file (figures beside it); return it."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    note = Note(out)
+    if not section_sim2real(note, runs_dir, bench_dir):
+        raise FileNotFoundError(
+            f"no {Path(runs_dir) / '*' / 'sim2real.json'}: run a sim2real first"
+        )
+    out.write_text(note.text())
+    return out

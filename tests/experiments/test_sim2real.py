@@ -1,0 +1,129 @@
+"""Sim-to-real: train on synthetic cities, score the real set's test frames, record, report."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cityseg.experiments.sim2real import RECORD, read_records, run_sim2real
+from cityseg.experiments.suites import SuiteError
+from cityseg.training import config as config_mod
+from cityseg.training.config import Config
+
+
+def _config(root: Path, tmp_path: Path) -> Config:
+    return config_mod.from_dict(
+        {
+            "name": "s2r_probe",
+            "data": {
+                "root": str(root),
+                "manifest": str(tmp_path / "synth_split.json"),
+                "size": "64x48",
+                "batch_size": 4,
+                "workers": 1,
+                "cache": False,
+                "augment": ["hflip"],
+            },
+            "model": {"name": "unet_mini"},
+            "train": {"epochs": 1, "warmup_epochs": 0, "early_stopping": 0},
+            "tracking": {"mlflow": False},
+        }
+    )
+
+
+@pytest.fixture
+def real_root(tmp_path: Path) -> Path:
+    """A stand-in for the real photographs: other rendered cities (4:3), with a split."""
+    from cityseg.data.split import make_split
+    from cityseg.data.synth import generate
+
+    root = generate(tmp_path / "real", cities=5, frames_per_city=2, size=(96, 72), seed=9)
+    make_split(root, val_cities=1).save(root / "split.json")
+    return root
+
+
+def test_trains_on_synth_scores_the_real_test_set_and_skips_when_done(
+    synth_root: Path, real_root: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("cityseg.training.losses")
+    from cityseg.data.split import load_manifest
+    from cityseg.evaluation.evaluate import evaluate
+    from cityseg.inference.runtime import Predictor
+    from cityseg.training.train import train
+
+    calls: list[str] = []
+
+    def counting_train(config: Config, out_dir: Path, **kwargs: Any) -> Path:
+        calls.append(config.name)
+        return train(config, out_dir, **kwargs)
+
+    runs = tmp_path / "runs"
+    cfg = _config(synth_root, tmp_path)
+    record = run_sim2real(cfg, real_root, runs_dir=runs, train_fn=counting_train, command="probe")
+    assert calls == ["s2r_probe"]
+    run_dir = runs / "s2r_probe"
+    saved = json.loads((run_dir / RECORD).read_text())
+    assert saved["real"]["category_iou"] == pytest.approx(record["real"]["category_iou"])
+    # the recorded score is that of the real *test* frames, recomputed independently here
+    test = [s for s in load_manifest(real_root / "split.json").test if s.label is not None]
+    again = evaluate(Predictor.load(run_dir, "keras"), test)
+    assert saved["real"]["num_images"] == len(test)
+    assert saved["real"]["category_iou"] == pytest.approx(again["category_iou"])
+    assert saved["real"]["cities"] == sorted({s.city for s in test})
+    assert (run_dir / "eval_real_test.json").is_file()
+    shares = saved["synth"]["category_shares"]
+    assert sum(shares.values()) == pytest.approx(100.0)
+    assert math.isfinite(saved["synth"]["share_distance"])
+    # a second call with the same config trains nothing and scores again
+    run_sim2real(cfg, real_root, runs_dir=runs, train_fn=counting_train, command="probe")
+    assert calls == ["s2r_probe"]
+    assert [r["name"] for r in read_records(runs)] == ["s2r_probe"]
+
+    from cityseg.report.note import Note
+    from cityseg.report.sim2real import section_sim2real
+
+    note = Note(tmp_path / "note" / "note.md")
+    section_sim2real(note, runs, tmp_path / "no-bench")
+    text = note.text()
+    assert "## Sim-to-real" in text
+    assert f"**{saved['real']['category_iou']:.3f}**" in text
+    assert "Cityscapes" in text
+    from cityseg.report.sim2real import write_sim2real
+
+    alone = write_sim2real(tmp_path / "docs" / "s2r.md", runs_dir=runs, bench_dir=tmp_path)
+    assert alone.read_text() == text
+    with pytest.raises(FileNotFoundError, match=r"sim2real\.json"):
+        write_sim2real(tmp_path / "x.md", runs_dir=tmp_path / "empty")
+    assert ("**not met**" in text) != ("the 0.55 target is **met**" in text)
+
+
+def test_missing_real_manifest_names_it(synth_root: Path, tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    shutil.copytree(synth_root, real)
+    (real / "split.json").unlink(missing_ok=True)
+    with pytest.raises(SuiteError, match=r"split\.json"):
+        run_sim2real(_config(synth_root, tmp_path), real, runs_dir=tmp_path / "runs")
+
+
+def test_category_shares_sum_the_whole_set(synth_root: Path) -> None:
+    import numpy as np
+
+    from cityseg.data import labels
+    from cityseg.data.cityscapes import list_samples, read_label
+    from cityseg.data.synth_stats import category_shares, share_distance
+
+    samples = list_samples(synth_root, "train")
+    shares = category_shares(samples)
+    counts = sum(
+        np.bincount(labels.to_categories(read_label(s.label)).ravel(), minlength=256)[:8]
+        for s in samples
+    )
+    expected = 100 * counts / counts.sum()
+    assert [shares[c] for c in labels.CATEGORIES] == pytest.approx(expected.tolist())
+    # the reference shares sum to 100.5 %: half of |100 - 38| + the 62.5 of the others
+    assert share_distance({"flat": 100.0}) == pytest.approx(0.5 * (62.0 + 62.5))
