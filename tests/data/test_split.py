@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,43 @@ def test_hand_edited_leaky_manifest_is_rejected(root: Path, tmp_path: Path) -> N
     path.write_text(json.dumps(data))
     with pytest.raises(DataError, match="leaks between train and val"):
         load_manifest(path)
+
+
+def test_hand_edited_manifest_sharing_a_city_but_no_frame_is_rejected(
+    root: Path, tmp_path: Path
+) -> None:
+    # One frame of a validation city moved to train: no frame is in two sets, the city is.
+    path = make_split(root, val_cities=2, seed=0).save(tmp_path / "s.json")
+    data = json.loads(path.read_text())
+    moved = data["sets"]["val"]["samples"].pop(0)
+    data["sets"]["train"]["samples"].append(moved)
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        DataError, match=rf"leaks between train and val: cities \['{moved['city']}'\], 0 shared"
+    ):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize(("a", "b"), [("train", "val"), ("train", "test"), ("val", "test")])
+def test_check_finds_a_shared_city_between_any_two_sets(root: Path, a: str, b: str) -> None:
+    manifest = make_split(root, val_cities=2, seed=0)
+    manifest.check()  # a clean split passes
+    sets = {name: manifest.samples(name) for name in SETS}
+    intruder = replace(sets[a][0], stem="intruder_000000_000000", image=root / "intruder.png")
+    sets[b] = [*sets[b], intruder]  # another frame of a city of `a`, filed under `b`
+    leaky = replace(manifest, **sets)
+    with pytest.raises(
+        DataError, match=rf"leaks between {a} and {b}: cities \['{intruder.city}'\], 0 shared"
+    ):
+        leaky.check()
+
+
+def test_check_finds_a_shared_frame_filed_under_another_city(root: Path) -> None:
+    manifest = make_split(root, val_cities=2, seed=0)
+    frame = replace(manifest.train[0], city="nowhere")  # same file, city field edited
+    leaky = replace(manifest, val=[*manifest.val, frame])
+    with pytest.raises(DataError, match=r"leaks between train and val: cities \[\], 1 shared"):
+        leaky.check()
 
 
 def test_missing_manifest_names_the_file(tmp_path: Path) -> None:
