@@ -14,7 +14,7 @@ from cityseg.bench.loader import iterate_epoch
 from cityseg.data import labels
 from cityseg.data.augment import list_techniques
 from cityseg.data.cache import build_cache, cache_key
-from cityseg.data.cityscapes import DataError, list_samples, read_sample
+from cityseg.data.cityscapes import DataError, list_samples
 from cityseg.data.generator import CityscapesSequence, sample_seed
 from cityseg.data.resize import fit_box
 

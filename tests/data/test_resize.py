@@ -21,7 +21,9 @@ def checkerboard(height: int, width: int, cell: int = 1) -> np.ndarray:
     ("source", "target"),
     [((64, 32), (32, 16)), ((64, 32), (48, 24)), ((30, 20), (64, 40)), ((17, 9), (5, 3))],
 )
-def test_resize_mask_never_invents_a_class(source: tuple[int, int], target: tuple[int, int]) -> None:
+def test_resize_mask_never_invents_a_class(
+    source: tuple[int, int], target: tuple[int, int]
+) -> None:
     mask = checkerboard(source[1], source[0])
     out = resize_mask(mask, target)
     assert out.shape == (target[1], target[0]) and out.dtype == np.uint8
