@@ -52,3 +52,15 @@ def test_colorize_uses_palette() -> None:
     cats = np.array([[0, 5], [7, 1]], np.uint8)
     rgb = labels.colorize(cats)
     assert rgb.shape == (2, 2, 3) and (rgb[0, 1] == labels.PALETTE[5]).all()
+
+
+def test_lookup_tables_built_from_the_official_table() -> None:
+    # `_lut` runs at import; called here, the tables it builds are checked value by value.
+    by_id = {lab.id & 0xFF: lab for lab in official}
+    lut = labels._lut(lambda lab: lab.categoryId)
+    assert lut.dtype == np.uint8 and lut.shape == (256,)
+    for value in range(256):
+        expected = by_id[value].categoryId if value in by_id else 254
+        assert lut[value] == expected, value
+    np.testing.assert_array_equal(lut, labels.ID_TO_CATEGORY)
+    assert labels.VALID_ID.sum() == 35

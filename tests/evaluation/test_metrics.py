@@ -47,6 +47,13 @@ def test_absent_class_is_nan_excluded_and_null_in_json(hand):
     assert json.loads(text)["per_category_iou"]["d"] is None
 
 
+def test_to_jsonable_walks_lists_tuples_arrays_and_numpy_scalars():
+    value = {"a": [1.0, float("nan"), (np.float32(2.5), np.int64(3))], "m": np.array([[1, 2]])}
+    assert metrics.to_jsonable(value) == {"a": [1.0, None, [2.5, 3]], "m": [[1, 2]]}
+    assert type(metrics.to_jsonable(np.int64(3))) is int
+    assert metrics.to_jsonable(np.float64("nan")) is None
+
+
 def test_class_only_predicted_counts_as_zero():
     s = metrics.scores(metrics.confusion_matrix([0, 0], [0, 1], num_classes=2), ("a", "b"))
     assert s["per_category_iou"] == {"a": 0.5, "b": 0.0}

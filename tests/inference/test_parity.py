@@ -69,21 +69,25 @@ def test_parity_from_masks_by_hand() -> None:
     truth_b = np.array([[1, IGNORE_INDEX]], np.uint8)
     keras_b = np.array([[1, 5]], np.uint8)
     export_b = np.array([[1, 7]], np.uint8)  # disagrees on an ignored pixel: agreement only
+    keras_c = np.array([[2, 2]], np.uint8)  # Keras wrong here: its mIoU needs every image
+    truth_c = np.array([[2, 1]], np.uint8)
     record = parity_from_masks(
         [
             (keras_a, export_a, truth_a, "test:a"),
             (keras_b, export_b, truth_b, "test:b"),
             (keras_b, keras_b, None, "val:c"),  # unlabelled: agreement only
+            (keras_c, keras_c, truth_c, "test:d"),  # both wrong alike
         ]
     )
-    assert record["images"] == 3 and record["scored_images"] == 2
+    assert record["images"] == 4 and record["scored_images"] == 3
     assert record["sources"] == ["test", "val"]
-    assert record["pixel_agreement"] == pytest.approx(6 / 8)  # 3/4 + 1/2 + 2/2 pixels
-    # Keras: flat 3/3, construction 2/2 -> mIoU 1. Export: flat tp 2, fn 1 -> 2/3;
-    # construction tp 2, fp 1 -> 2/3. Only categories present count (1 and 2).
-    assert record["miou_keras"] == pytest.approx(1.0)
-    assert record["miou_export"] == pytest.approx(2 / 3)
-    assert record["miou_delta"] == pytest.approx(1 / 3)  # positive: the export LOST a third
+    assert record["pixel_agreement"] == pytest.approx(8 / 10)  # 3/4 + 1/2 + 2/2 + 2/2 pixels
+    # One matrix over the 3 labelled images. Keras: flat tp 3, fn 1 -> 3/4; construction
+    # tp 3, fp 1 -> 3/4. Export: flat tp 2, fn 2 -> 2/4; construction tp 3, fp 2 -> 3/5.
+    # Only categories present count (1 and 2).
+    assert record["miou_keras"] == pytest.approx(3 / 4)
+    assert record["miou_export"] == pytest.approx((2 / 4 + 3 / 5) / 2)
+    assert record["miou_delta"] == pytest.approx(3 / 4 - 0.55)  # positive: the export LOST
     assert record["miou_delta"] == pytest.approx(record["miou_keras"] - record["miou_export"])
 
 
@@ -96,11 +100,13 @@ def test_parity_pools_pixels_over_images_not_an_average_of_ratios() -> None:
 
 
 def test_parity_from_masks_rejects_nothing_and_mismatched_shapes() -> None:
-    with pytest.raises(ValueError, match="at least one image"):
+    with pytest.raises(ValueError, match=r"^parity check needs at least one image$"):
         parity_from_masks([])
     a = np.zeros((2, 2), np.uint8)
-    with pytest.raises(ValueError, match="test:7"):
+    with pytest.raises(ValueError, match=r"^test:7: mask shapes \(2, 2\) != \(1, 2\)$"):
         parity_from_masks([(a, a[:1], None, "test:7")])
+    with pytest.raises(ValueError, match=r"^parity image: mask shapes"):
+        parity_from_masks([(a, a[:1], None, "")])
 
 
 def _one_hot_backend(classes_of):

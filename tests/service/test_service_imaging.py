@@ -166,3 +166,31 @@ def test_mpo_camera_jpeg_is_accepted() -> None:
     frames[0].save(buffer, format="MPO", save_all=True, append_images=frames[1:])
     assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
     assert decode_image(buffer.getvalue(), max_pixels=LIMIT).shape == (6, 8, 3)
+
+
+@pytest.mark.parametrize("brand", [b"heic", b"heix", b"mif1", b"avif"])
+def test_heif_and_avif_brands_are_415_naming_them(brand: bytes) -> None:
+    data = b"\x00\x00\x00\x18ftyp" + brand + b"\x00" * 40  # an ISO-BMFF box header
+    with pytest.raises(ImageError) as info:
+        decode_image(data, max_pixels=LIMIT, name="phone.heic")
+    assert info.value.status == 415
+    assert info.value.message == (
+        "phone.heic: unsupported image format HEIF/AVIF; send PNG, JPEG, WebP or BMP"
+    )
+
+
+def test_other_iso_media_is_400_not_an_image() -> None:
+    data = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 40  # an MP4 video
+    with pytest.raises(ImageError) as info:
+        decode_image(data, max_pixels=LIMIT, name="clip.mp4")
+    assert info.value.status == 400 and info.value.message.startswith("clip.mp4: not an image")
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (3, 5, 3)])
+def test_encode_png_round_trips_masks_and_images(shape: tuple[int, ...]) -> None:
+    array = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    data = imaging.encode_png(array[:, ::-1])  # a non-contiguous view is fine
+    assert data.startswith(b"\x89PNG")
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        np.testing.assert_array_equal(np.asarray(image), array[:, ::-1])
