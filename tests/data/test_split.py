@@ -163,3 +163,28 @@ def test_split_of_the_synthetic_tree(synth_root: Path) -> None:
     _assert_no_leak(manifest)
     assert manifest.test == list_samples(synth_root, "val")
     assert len(manifest.cities("val")) == 1 and len(manifest.cities("train")) == 2
+
+
+def test_print_summary_lists_every_set_with_its_cities_and_counts(root: Path) -> None:
+    from rich.console import Console
+
+    from cityseg.data.split import print_summary
+
+    manifest = make_split(root, val_cities=2, seed=3)
+    console = Console(record=True, width=250)
+    print_summary(manifest, console)
+    text = console.export_text()
+    assert f"split of {manifest.root} (seed 3)" in text
+    rows = [
+        [cell.strip() for cell in line.replace("┃", "│").split("│")[1:-1]]
+        for line in text.splitlines()
+        if "│" in line or "┃" in line
+    ]
+    assert rows[0] == ["set", "official split", "cities", "frames", "city names"]
+    expected = [
+        [name, official, str(len(manifest.cities(name))), str(len(manifest.samples(name))),
+         ", ".join(manifest.cities(name))]
+        for name, official in (("train", "train"), ("val", "train"), ("test", "val"))
+    ]  # fmt: skip
+    assert rows[1:] == expected
+    assert expected[0][2:4] == ["4", "8"] and expected[2][2:4] == ["2", "4"]
