@@ -119,3 +119,22 @@ def test_unletterbox_crops_the_padding_and_restores_the_size() -> None:
     canvas[box.top + box.height :] = 3
     restored = unletterbox(canvas, box, (100, 20))
     assert restored.shape == (20, 100) and 3 not in restored
+
+
+def test_only_the_exact_size_is_returned_untouched() -> None:
+    # Same width, other height (and the other way round) must still be resized.
+    assert resize_mask(checkerboard(4, 6), (6, 8)).shape == (8, 6)
+    assert resize_mask(checkerboard(4, 6), (12, 4)).shape == (4, 12)
+    image = np.zeros((4, 6, 3), np.uint8)
+    assert resize_image(image, (6, 8)).shape == (8, 6, 3)
+    assert resize_image(image, (12, 4)).shape == (4, 12, 3)
+
+
+def test_resize_image_is_pillows_bilinear_exactly() -> None:
+    from PIL import Image
+
+    image = np.random.default_rng(1).integers(0, 256, (6, 10, 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(image).resize((17, 9), Image.Resampling.BILINEAR))
+    np.testing.assert_array_equal(resize_image(image, (17, 9)), expected)
+    bicubic = np.asarray(Image.fromarray(image).resize((17, 9), Image.Resampling.BICUBIC))
+    assert not np.array_equal(expected, bicubic)  # the check above tells the filters apart

@@ -54,6 +54,24 @@ def test_to_jsonable_walks_lists_tuples_arrays_and_numpy_scalars():
     assert metrics.to_jsonable(np.float64("nan")) is None
 
 
+def test_accumulators_start_empty_skip_ignored_pixels_and_name_the_source():
+    acc = metrics.ConfusionMatrix()
+    assert acc.matrix.dtype == np.int64 and acc.matrix.shape == (8, 8) and acc.matrix.sum() == 0
+    acc.update(np.array([[255, 1]]), np.array([[7, 1]]))  # the ignored pixel is not counted
+    assert acc.matrix.sum() == 1 and acc.matrix[1, 1] == 1
+    official = metrics.CategoryIoU()
+    assert official.matrix.shape == (8, 8) and official.matrix.sum() == 0
+    official.update(np.array([[7, 0]], "uint8"), np.array([[1, 1]], "uint8"))  # void not scored
+    assert official.matrix.sum() == 1
+    with pytest.raises(ValueError, match=r"^frame\.png: values \[40\]"):
+        official.update(np.array([[40]], "uint8"), np.array([[1]], "uint8"), source="frame.png")
+    with pytest.raises(ValueError, match=r"^label image: values \[40\]"):
+        official.update(np.array([[40]], "uint8"), np.array([[1]], "uint8"))
+    result = official.result()
+    assert list(result["per_category_iou"]) == [CATEGORIES[c] for c in EVAL_CATEGORIES]
+    assert result["per_category_iou"]["flat"] == 1.0 and result["category_iou"] == 1.0
+
+
 def test_class_only_predicted_counts_as_zero():
     s = metrics.scores(metrics.confusion_matrix([0, 0], [0, 1], num_classes=2), ("a", "b"))
     assert s["per_category_iou"] == {"a": 0.5, "b": 0.0}

@@ -194,3 +194,8 @@ def test_encode_png_round_trips_masks_and_images(shape: tuple[int, ...]) -> None
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "PNG"
         np.testing.assert_array_equal(np.asarray(image), array[:, ::-1])
+
+
+def test_image_error_carries_status_and_message() -> None:
+    err = ImageError(413, "big.png: too large")
+    assert (err.status, err.message, str(err)) == (413, "big.png: too large", "big.png: too large")
