@@ -59,12 +59,52 @@ def test_geometric_keeps_image_and_mask_aligned(name: str, seed: int) -> None:
     new_image, new_mask = out["image"], out["mask"]
     assert new_image.shape == image.shape and new_mask.shape == mask.shape
     assert new_mask.dtype == np.uint8
-    assert set(np.unique(new_mask)) <= set(range(8))  # nearest: no invented values
+    # Where the image still shows a pure palette colour, the mask holds that colour's category.
+    pure = (np.abs(new_image[:, :, None].astype(int) - PALETTE[None, None]).max(-1) == 0).any(-1)
+    np.testing.assert_array_equal(new_mask[pure], _decode(new_image)[pure])
     assert not np.array_equal(new_mask, mask) or name == "scale_crop"
     inside = _interior(new_mask)
     assert inside.mean() > 0.5
     agree = _decode(new_image)[inside] == new_mask[inside]
     assert agree.mean() > 0.995, f"{name}: only {agree.mean():.3%} of interior pixels agree"
+
+
+# Far-apart ids, each drawn in a pure colour: a linear mask invents 2..6 between them, and
+# the label of a pixel can be read back from its colour wherever the colour is not blended.
+LOW, HIGH = 1, 7
+COLOURS = {LOW: (255, 0, 0), HIGH: (0, 0, 255)}
+
+
+def _checkerboard(cell: int = 4) -> np.ndarray:
+    yy, xx = np.indices((SIZE[1], SIZE[0]))
+    return np.where((yy // cell + xx // cell) % 2 == 0, LOW, HIGH).astype(np.uint8)
+
+
+def _label_of(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label read from the colour, where the colour is one of the two pure colours)."""
+    label = np.zeros(image.shape[:2], np.uint8)
+    for value, colour in COLOURS.items():
+        label[(image.astype(int) == colour).all(-1)] = value
+    return label, label > 0
+
+
+@pytest.mark.parametrize("name", ["rotate", "scale_crop", "hflip"])
+@pytest.mark.parametrize("seed", range(4))
+def test_mask_is_still_a_function_of_the_image(name: str, seed: int) -> None:
+    mask = _checkerboard()
+    image = np.zeros((*mask.shape, 3), np.uint8)
+    for value, colour in COLOURS.items():
+        image[mask == value] = colour
+    out = build_augmentation([name], SIZE, seed, always=True)(image=image, mask=mask)
+    new_image, new_mask = out["image"], out["mask"]
+    values = set(np.unique(new_mask).tolist())
+    assert values <= {0, LOW, HIGH}, f"{name}: invented ids {sorted(values - {0, LOW, HIGH})}"
+    label, clear = _label_of(new_image)
+    scored = clear & (new_mask != 0)  # not padding, colour not blended on an edge
+    assert scored.sum() > 0.4 * (new_mask != 0).sum()  # the check covers most of the frame
+    wrong = int((new_mask[scored] != label[scored]).sum())
+    assert wrong == 0, f"{name}: {wrong} pixels whose mask is not their colour's label"
+    assert (new_mask[label > 0] != 0).all()  # a pure-coloured pixel is never padding
 
 
 def test_hflip_flips_both() -> None:

@@ -14,8 +14,9 @@ from cityseg.bench.loader import iterate_epoch
 from cityseg.data import labels
 from cityseg.data.augment import list_techniques
 from cityseg.data.cache import build_cache, cache_key
-from cityseg.data.cityscapes import DataError, list_samples, read_sample
+from cityseg.data.cityscapes import DataError, list_samples
 from cityseg.data.generator import CityscapesSequence, sample_seed
+from cityseg.data.resize import fit_box
 
 SIZE = (32, 16)
 
@@ -46,11 +47,25 @@ def test_shapes_dtypes_ranges_and_partial_batch(samples: list) -> None:
         seq[3]
 
 
-def test_labels_resized_nearest_match_official_mapping(samples: list) -> None:
-    # Same aspect (2:1) and exactly half the size: nearest keeps only original category values.
-    _, y = CityscapesSequence(samples[:1], size=SIZE, batch_size=1)[0]
-    _, full = read_sample(samples[0])
-    assert set(np.unique(y)) <= set(np.unique(full))
+@pytest.mark.parametrize("size", [SIZE, (48, 24), (40, 40)])
+def test_labels_resized_nearest_never_blend_two_far_apart_categories(
+    tmp_path: Path, size: tuple[int, int]
+) -> None:
+    # A 2-pixel checkerboard of road (id 7 -> flat 1) and car (id 26 -> vehicle 7): a
+    # bilinear label (on ids or on categories) lands between them, on other categories.
+    write_frame(tmp_path, "train", "aachen", 0, 0, size=(64, 32))
+    (sample,) = list_samples(tmp_path, "train")
+    yy, xx = np.indices((32, 64))
+    ids = np.where((yy // 2 + xx // 2) % 2 == 0, 7, 26).astype(np.uint8)
+    Image.fromarray(ids).save(sample.label)
+    _, y = CityscapesSequence([sample], size=size, batch_size=1)[0]
+    box = fit_box((64, 32), size)
+    inside = y[0, box.top : box.top + box.height, box.left : box.left + box.width]
+    assert set(np.unique(inside).tolist()) <= {1, 7}, sorted(np.unique(inside).tolist())
+    assert 0.3 < (inside == 7).mean() < 0.7  # both survive, as nearest samples a checkerboard
+    outside = np.ones(y[0].shape, bool)
+    outside[box.top : box.top + box.height, box.left : box.left + box.width] = False
+    assert (y[0][outside] == 0).all()  # letterbox padding is void
 
 
 def test_every_sample_once_per_epoch_and_reshuffled(samples: list) -> None:

@@ -52,3 +52,39 @@ def test_colorize_uses_palette() -> None:
     cats = np.array([[0, 5], [7, 1]], np.uint8)
     rgb = labels.colorize(cats)
     assert rgb.shape == (2, 2, 3) and (rgb[0, 1] == labels.PALETTE[5]).all()
+
+
+def test_lookup_tables_built_from_the_official_table() -> None:
+    # `_lut` runs at import; called here, the tables it builds are checked value by value.
+    by_id = {lab.id & 0xFF: lab for lab in official}
+    lut = labels._lut(lambda lab: lab.categoryId)
+    assert lut.dtype == np.uint8 and lut.shape == (256,)
+    for value in range(256):
+        expected = by_id[value].categoryId if value in by_id else 254
+        assert lut[value] == expected, value
+    np.testing.assert_array_equal(lut, labels.ID_TO_CATEGORY)
+    assert labels.VALID_ID.sum() == 35
+
+
+def test_wider_integer_labels_are_validated_then_mapped() -> None:
+    # -1 (license plate) and 26 (car) are vehicles; 255 is how -1 sits in a uint8 PNG.
+    wide = np.array([[-1, 26, 255, 7]], np.int32)
+    np.testing.assert_array_equal(labels.to_categories(wide), [[7, 7, 7, 1]])
+    assert labels.to_categories(np.array([[0, 33]], np.int64)).tolist() == [[0, 7]]
+    for bad in (-2, 256, 1000):
+        with pytest.raises(labels.InvalidLabelError, match=r"^x\.png: values outside 0\.\.255"):
+            labels.to_categories(np.array([[7, bad]], np.int32), source="x.png")
+
+
+def test_error_lists_at_most_ten_bad_values_and_the_valid_range() -> None:
+    ids = np.arange(34, 60, dtype=np.uint8)[None]
+    with pytest.raises(labels.InvalidLabelError) as info:
+        labels.to_categories(ids)
+    assert str(info.value) == (
+        "label image: values [34, 35, 36, 37, 38, 39, 40, 41, 42, 43] are no Cityscapes "
+        "label ids (expected -1..33)"
+    )
+    with pytest.raises(labels.InvalidLabelError, match=r"^y\.png: values \[40\]"):
+        labels.to_eval_categories(np.array([[7, 40]], np.uint8), source="y.png")
+    with pytest.raises(labels.InvalidLabelError, match=r"^label image: values \[40\]"):
+        labels.to_eval_categories(np.array([[7, 40]], np.uint8))

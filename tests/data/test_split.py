@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -97,6 +99,43 @@ def test_hand_edited_leaky_manifest_is_rejected(root: Path, tmp_path: Path) -> N
         load_manifest(path)
 
 
+def test_hand_edited_manifest_sharing_a_city_but_no_frame_is_rejected(
+    root: Path, tmp_path: Path
+) -> None:
+    # One frame of a validation city moved to train: no frame is in two sets, the city is.
+    path = make_split(root, val_cities=2, seed=0).save(tmp_path / "s.json")
+    data = json.loads(path.read_text())
+    moved = data["sets"]["val"]["samples"].pop(0)
+    data["sets"]["train"]["samples"].append(moved)
+    path.write_text(json.dumps(data))
+    with pytest.raises(
+        DataError, match=rf"leaks between train and val: cities \['{moved['city']}'\], 0 shared"
+    ):
+        load_manifest(path)
+
+
+@pytest.mark.parametrize(("a", "b"), [("train", "val"), ("train", "test"), ("val", "test")])
+def test_check_finds_a_shared_city_between_any_two_sets(root: Path, a: str, b: str) -> None:
+    manifest = make_split(root, val_cities=2, seed=0)
+    manifest.check()  # a clean split passes
+    sets = {name: manifest.samples(name) for name in SETS}
+    intruder = replace(sets[a][0], stem="intruder_000000_000000", image=root / "intruder.png")
+    sets[b] = [*sets[b], intruder]  # another frame of a city of `a`, filed under `b`
+    leaky = replace(manifest, **sets)
+    with pytest.raises(
+        DataError, match=rf"leaks between {a} and {b}: cities \['{intruder.city}'\], 0 shared"
+    ):
+        leaky.check()
+
+
+def test_check_finds_a_shared_frame_filed_under_another_city(root: Path) -> None:
+    manifest = make_split(root, val_cities=2, seed=0)
+    frame = replace(manifest.train[0], city="nowhere")  # same file, city field edited
+    leaky = replace(manifest, val=[*manifest.val, frame])
+    with pytest.raises(DataError, match=r"leaks between train and val: cities \[\], 1 shared"):
+        leaky.check()
+
+
 def test_missing_manifest_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"nope\.json not found"):
         load_manifest(tmp_path / "nope.json")
@@ -125,3 +164,130 @@ def test_split_of_the_synthetic_tree(synth_root: Path) -> None:
     _assert_no_leak(manifest)
     assert manifest.test == list_samples(synth_root, "val")
     assert len(manifest.cities("val")) == 1 and len(manifest.cities("train")) == 2
+
+
+def test_print_summary_lists_every_set_with_its_cities_and_counts(root: Path) -> None:
+    from rich.console import Console
+
+    from cityseg.data.split import print_summary
+
+    manifest = make_split(root, val_cities=2, seed=3)
+    console = Console(record=True, width=250)
+    print_summary(manifest, console)
+    text = console.export_text()
+    assert f"split of {manifest.root} (seed 3)" in text
+    rows = [
+        [cell.strip() for cell in line.replace("┃", "│").split("│")[1:-1]]
+        for line in text.splitlines()
+        if "│" in line or "┃" in line
+    ]
+    assert rows[0] == ["set", "official split", "cities", "frames", "city names"]
+    expected = [
+        [name, official, str(len(manifest.cities(name))), str(len(manifest.samples(name))),
+         ", ".join(manifest.cities(name))]
+        for name, official in (("train", "train"), ("val", "train"), ("test", "val"))
+    ]  # fmt: skip
+    assert rows[1:] == expected
+    assert expected[0][2:4] == ["4", "8"] and expected[2][2:4] == ["2", "4"]
+
+
+def test_manifest_saves_and_loads_every_field(root: Path, tmp_path: Path) -> None:
+    manifest = make_split(root, val_fraction=0.3, seed=4)
+    path = manifest.save(tmp_path / "deep" / "er" / "split.json")  # parents are created
+    assert sorted(p.name for p in path.parent.iterdir()) == ["split.json"]  # no temp file left
+    data = json.loads(path.read_text())
+    assert data["version"] == 1 and data["seed"] == 4 and data["method"] == {"val_fraction": 0.3}
+    assert data["official"] == {"train": "train", "val": "train", "test": "val"}
+    assert Path(data["root"]) == Path(os.path.relpath(root.resolve(), path.parent.resolve()))
+    for name in SETS:
+        entry = data["sets"][name]
+        assert entry["cities"] == manifest.cities(name)
+        assert entry["count"] == len(manifest.samples(name))
+        first = manifest.samples(name)[0]
+        assert entry["samples"][0] == {
+            "image": first.image.relative_to(manifest.root).as_posix(),
+            "label": first.label.relative_to(manifest.root).as_posix(),
+            "city": first.city,
+            "split": first.split,
+            "stem": first.stem,
+        }
+    loaded = load_manifest(path)
+    assert loaded == manifest  # root, seed, method and all three sets
+    moved = load_manifest(path, root=tmp_path / "elsewhere")  # an explicit root wins
+    assert moved.root == tmp_path / "elsewhere"
+    assert (
+        moved.train[0].image
+        == tmp_path / "elsewhere" / data["sets"]["train"]["samples"][0]["image"]
+    )
+
+
+def test_manifest_without_labels_and_optional_fields(root: Path, tmp_path: Path) -> None:
+    manifest = make_split(root, val_cities=2, seed=0)
+    unlabelled = replace(manifest, test=[replace(s, label=None) for s in manifest.test])
+    path = unlabelled.save(tmp_path / "s.json")
+    data = json.loads(path.read_text())
+    assert data["sets"]["test"]["samples"][0]["label"] is None
+    del data["seed"], data["method"]
+    path.write_text(json.dumps(data))
+    loaded = load_manifest(path)
+    assert all(s.label is None for s in loaded.test) and loaded.train == manifest.train
+    assert loaded.seed == 0 and loaded.method == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{broken", r"^split manifest .*s\.json: unreadable JSON \("),
+        ("[1, 2]", r"s\.json: expected a split manifest of version 1$"),
+        ('{"version": 2}', r"s\.json: expected a split manifest of version 1$"),
+        (
+            '{"version": 1, "root": ".", "sets": {}}',
+            r"s\.json: malformed manifest, missing field 'train'$",
+        ),
+    ],
+)
+def test_bad_manifests_are_named(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "s.json").write_text(text)
+    with pytest.raises(DataError, match=message):
+        load_manifest(tmp_path / "s.json")
+
+
+def test_make_split_defaults_and_option_errors(root: Path, tmp_path: Path) -> None:
+    assert make_split(root) == make_split(root, seed=0, val_fraction=0.2)
+    with pytest.raises(ValueError, match=r"^give val_cities or val_fraction, not both$"):
+        make_split(root, val_cities=1, val_fraction=0.5)
+    with pytest.raises(KeyError, match="unknown set 'dev'"):
+        make_split(root).samples("dev")
+    two = make_tree(tmp_path / "two", {"train": ["aachen", "bochum"], "val": ["lindau"]}, frames=1)
+    assert make_split(two).cities("train") in (["aachen"], ["bochum"])  # two cities are enough
+    one = make_tree(tmp_path / "one", {"train": ["aachen"], "val": ["lindau"]}, frames=1)
+    with pytest.raises(DataError, match=r"leftImg8bit/train: found 1 city; need at least 2"):
+        make_split(one)
+
+
+def test_skip_bad_reaches_both_official_splits(tmp_path: Path) -> None:
+    make_tree(tmp_path, CITIES, frames=2)
+    orphans = [
+        sorted((tmp_path / "gtFine" / split).rglob("*_labelIds.png"))[0]
+        for split in ("train", "val")
+    ]
+    for label in orphans:
+        label.unlink()  # an image without its label in each split
+    with pytest.raises(DataError):
+        make_split(tmp_path)
+    manifest = make_split(tmp_path, skip_bad=True)
+    assert len(manifest.train + manifest.val) == 11 and len(manifest.test) == 3
+
+
+def test_decode_lists_every_bad_file_on_its_own_line(tmp_path: Path) -> None:
+    make_tree(tmp_path, CITIES, frames=2)
+    broken = sorted((tmp_path / "leftImg8bit" / "train").rglob("*.png"))[:2]
+    for path in broken:
+        path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(DataError) as info:
+        make_split(tmp_path, decode=True, workers=2)
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("2 sample(s) failed to decode")
+    assert [
+        line.startswith("  ") and p.name in line for line, p in zip(lines[1:], broken, strict=True)
+    ] == [True, True]

@@ -47,6 +47,31 @@ def test_absent_class_is_nan_excluded_and_null_in_json(hand):
     assert json.loads(text)["per_category_iou"]["d"] is None
 
 
+def test_to_jsonable_walks_lists_tuples_arrays_and_numpy_scalars():
+    value = {"a": [1.0, float("nan"), (np.float32(2.5), np.int64(3))], "m": np.array([[1, 2]])}
+    assert metrics.to_jsonable(value) == {"a": [1.0, None, [2.5, 3]], "m": [[1, 2]]}
+    assert type(metrics.to_jsonable(np.int64(3))) is int
+    assert metrics.to_jsonable(np.float64("nan")) is None
+
+
+def test_accumulators_start_empty_skip_ignored_pixels_and_name_the_source():
+    acc = metrics.ConfusionMatrix()
+    assert acc.matrix.dtype == np.int64 and acc.matrix.shape == (8, 8) and acc.matrix.sum() == 0
+    acc.update(np.array([[255, 1]]), np.array([[7, 1]]))  # the ignored pixel is not counted
+    assert acc.matrix.sum() == 1 and acc.matrix[1, 1] == 1
+    official = metrics.CategoryIoU()
+    assert official.matrix.shape == (8, 8) and official.matrix.sum() == 0
+    official.update(np.array([[7, 0]], "uint8"), np.array([[1, 1]], "uint8"))  # void not scored
+    assert official.matrix.sum() == 1
+    with pytest.raises(ValueError, match=r"^frame\.png: values \[40\]"):
+        official.update(np.array([[40]], "uint8"), np.array([[1]], "uint8"), source="frame.png")
+    with pytest.raises(ValueError, match=r"^label image: values \[40\]"):
+        official.update(np.array([[40]], "uint8"), np.array([[1]], "uint8"))
+    result = official.result()
+    assert list(result["per_category_iou"]) == [CATEGORIES[c] for c in EVAL_CATEGORIES]
+    assert result["per_category_iou"]["flat"] == 1.0 and result["category_iou"] == 1.0
+
+
 def test_class_only_predicted_counts_as_zero():
     s = metrics.scores(metrics.confusion_matrix([0, 0], [0, 1], num_classes=2), ("a", "b"))
     assert s["per_category_iou"] == {"a": 0.5, "b": 0.0}
@@ -82,7 +107,7 @@ def test_whole_split_differs_from_per_batch_average():
     # Whole split: class 0 IoU 0/1 = 0, class 1 IoU 99/100 -> 0.495.
     assert acc.scores(("a", "b"))["miou"] == pytest.approx(0.495)
     # The trap: the mean of per-batch mIoUs, (0 + 1) / 2 = 0.5 with class 0 NaN in batch 2.
-    assert np.mean(per_batch) == pytest.approx(0.5)
+    assert per_batch == pytest.approx([0.0, 1.0])  # what scores() gives each batch alone
 
 
 def test_bad_input_is_named():

@@ -79,11 +79,15 @@ def test_predict_other_size_and_aspect_returns_original_size(predictor: Predicto
     truth = _blocks(64, 64, seed=1)
     mask = predictor.predict(colorize(truth))
     assert mask.shape == (64, 64)
-    # Block interiors survive the down/up round trip; only block edges may move a pixel.
+    # Block interiors survive the down/up round trip; only block edges may move a pixel
+    # (measured 0.996 for this frame).
     agree = (mask == truth).mean()
-    assert agree > 0.6, agree
-    # The padding (black = void) is cropped off: only the 8 real columns of classes show.
-    assert set(np.unique(mask)) <= set(np.unique(truth))
+    assert agree >= 0.99, agree
+    # The padding (black, read as void) is cropped off: a frame without void gets none back.
+    no_void = 1 + truth % 7
+    mask = predictor.predict(colorize(no_void))
+    assert 0 not in mask
+    assert (mask == no_void).mean() >= 0.95
 
 
 def test_letterbox_not_squash() -> None:

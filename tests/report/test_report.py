@@ -422,3 +422,41 @@ def test_benchmarks_become_focused_tables(models_runs: Path, tmp_path: Path) -> 
     assert "| decode PNG | no | threads x 2 | 108.0 | – | 1.80 | 0.90 |" in text
     assert _row(text, "unet_mini")[:6] == ["unet_mini", "512x256", "onnx", "fp32", "50.0", "20.0"]
     assert "200 GFLOP/s on 2 cores" in text
+
+
+@pytest.mark.browser
+def test_wide_tables_fit_the_printed_page(tmp_path: Path) -> None:
+    # The models table has 15 columns; printed on A4 none of them may be cut off.
+    from cityseg.report.note import to_html
+    from cityseg.report.pdf import CHROMIUM_ARGS, find_chromium
+    from cityseg.report.runs import table
+
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("needs a system Chromium")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    header = ["run", "model", *(f"val metric {i} (unit)" for i in range(13))]
+    rows = [
+        [
+            f"`fpn_efficientnetb0_{i}`",
+            "fpn_efficientnetb0",
+            *(f"{1000 * i + j:.3f}" for j in range(13)),
+        ]
+        for i in range(3)
+    ]
+    html = tmp_path / "note.html"
+    html.write_text(to_html("# Models\n\n" + table(header, rows)))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            # A4 (210 mm) less the 12 mm side margins of write_pdf, at 96 px per inch.
+            page = browser.new_page(viewport={"width": round(186 / 25.4 * 96), "height": 1100})
+            page.emulate_media(media="print")
+            page.goto(html.as_uri())
+            right, width = page.evaluate(
+                "() => [Math.max(...[...document.querySelectorAll('td, th')]"
+                ".map(c => c.getBoundingClientRect().right)), document.documentElement.clientWidth]"
+            )
+        finally:
+            browser.close()
+    assert right <= width, f"the table ends at {right:.0f} px on a {width} px wide page"

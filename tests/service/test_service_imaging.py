@@ -186,3 +186,34 @@ def test_overlay_blends_in_bands_of_uint8() -> None:
     expected = np.clip(image * (1 - alpha) + colour * alpha + 0.5, 0, 255).astype(np.uint8)
     assert blended.dtype == np.uint8
     assert np.abs(blended.astype(int) - expected).max() <= 1  # float32 vs float64 rounding
+@pytest.mark.parametrize("brand", [b"heic", b"heix", b"mif1", b"avif"])
+def test_heif_and_avif_brands_are_415_naming_them(brand: bytes) -> None:
+    data = b"\x00\x00\x00\x18ftyp" + brand + b"\x00" * 40  # an ISO-BMFF box header
+    with pytest.raises(ImageError) as info:
+        decode_image(data, max_pixels=LIMIT, name="phone.heic")
+    assert info.value.status == 415
+    assert info.value.message == (
+        "phone.heic: unsupported image format HEIF/AVIF; send PNG, JPEG, WebP or BMP"
+    )
+
+
+def test_other_iso_media_is_400_not_an_image() -> None:
+    data = b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 40  # an MP4 video
+    with pytest.raises(ImageError) as info:
+        decode_image(data, max_pixels=LIMIT, name="clip.mp4")
+    assert info.value.status == 400 and info.value.message.startswith("clip.mp4: not an image")
+
+
+@pytest.mark.parametrize("shape", [(3, 5), (3, 5, 3)])
+def test_encode_png_round_trips_masks_and_images(shape: tuple[int, ...]) -> None:
+    array = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    data = imaging.encode_png(array[:, ::-1])  # a non-contiguous view is fine
+    assert data.startswith(b"\x89PNG")
+    with Image.open(io.BytesIO(data)) as image:
+        assert image.format == "PNG"
+        np.testing.assert_array_equal(np.asarray(image), array[:, ::-1])
+
+
+def test_image_error_carries_status_and_message() -> None:
+    err = ImageError(413, "big.png: too large")
+    assert (err.status, err.message, str(err)) == (413, "big.png: too large", "big.png: too large")

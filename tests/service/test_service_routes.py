@@ -422,7 +422,7 @@ def test_page_and_static_assets(client: TestClient) -> None:
 # ----------------------------------------------------------------------------- best run
 
 
-def test_best_run_is_highest_test_then_val_miou(tmp_path: Path) -> None:
+def test_best_run_is_chosen_on_validation_never_on_test(tmp_path: Path) -> None:
     def make(name: str, metrics: str, model: bool = True) -> None:
         run = tmp_path / name
         run.mkdir()
@@ -430,12 +430,24 @@ def test_best_run_is_highest_test_then_val_miou(tmp_path: Path) -> None:
         if model:
             (run / "model.keras").write_bytes(b"")
 
-    make("a", '{"val": {"miou": 0.9}}')
-    make("b", '{"val": {"miou": 0.1}, "test": {"miou": 0.6}}')
-    make("c", '{"test": {"miou": 0.99}}', model=False)  # no model: skipped
-    make("d", "{not json")
+    make("a", '{"val": {"miou": 0.7}, "test": {"miou": 0.2}}')
+    make("b", '{"val": {"miou": 0.6}, "test": {"miou": 0.95}}')  # best on test: not chosen
+    make("c", '{"test": {"miou": 0.99}}')  # no validation score: never chosen
+    make("d", '{"val": {"miou": 0.99}}', model=False)  # no model: skipped
+    make("e", "{not json")
+    make("f", '{"val": {"miou": NaN}, "test": {"miou": 0.9}}')  # NaN ranks nothing
     assert find_best_run(tmp_path) == tmp_path / "a"
     assert find_best_run(tmp_path / "missing") is None
+    (tmp_path / "a" / "metrics.json").write_text('{"val": {"miou": 0.5}, "test": {"miou": 1}}')
+    assert find_best_run(tmp_path) == tmp_path / "b"
+
+
+def test_no_scored_run_is_no_best_run(tmp_path: Path) -> None:
+    run = tmp_path / "only_test"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"test": {"miou": 0.9}}')
+    (run / "model.keras").write_bytes(b"")
+    assert find_best_run(tmp_path) is None
 
 
 def test_no_run_is_a_clear_error(tmp_path: Path) -> None:

@@ -379,3 +379,143 @@ def test_one_epoch_under_mirrored_strategy_on_two_logical_cpus(
     assert "MirroredStrategy with 2 replica(s)" in done.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["epochs_run"] == 1
+
+
+# --------------------------------------------------------------------------- resume, selection
+
+
+class Interrupted(RuntimeError):
+    """Raised by `StopAfter` to end a run as a crash would, after an epoch's checkpoint."""
+
+
+def _own_miou(model, samples: list, size: tuple[int, int]) -> float:
+    """mIoU of `model` on `samples` at the training size, computed here with NumPy."""
+    from cityseg.data.generator import CityscapesSequence
+
+    seq = CityscapesSequence(samples, size=size, batch_size=4)
+    cm = np.zeros((8, 8), np.int64)
+    for i in range(len(seq)):
+        x, y = seq[i]
+        pred = np.asarray(model(x, training=False)).argmax(-1)
+        cm += np.bincount(y.ravel().astype(np.int64) * 8 + pred.ravel(), minlength=64).reshape(8, 8)
+    inter = np.diag(cm)
+    union = cm.sum(0) + cm.sum(1) - inter
+    return float(np.mean(inter[union > 0] / union[union > 0]))
+
+
+def _resume_callbacks(manifest_path: Path, seen: list, stop_after: int | None = None) -> list:
+    """Spy (val mIoU recomputed on val and test), sabotage of the last epoch, optional stop."""
+    import keras
+
+    from cityseg.data.split import load_manifest
+
+    split = load_manifest(manifest_path)
+
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            seen.append(
+                (
+                    epoch,
+                    float(logs["val_miou"]),
+                    _own_miou(self.model, split.val, (64, 32)),
+                    _own_miou(self.model, split.test, (64, 32)),
+                )
+            )
+
+    class SabotageLastEpoch(keras.callbacks.Callback):
+        # The last epoch starts from a model that calls everything "human": it ends worse
+        # than the best epoch, so saving the last epoch instead of the best shows.
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            if epoch == 2:
+                head = [w for w in self.model.weights if tuple(w.shape) == (8,)][-1]
+                head.assign(np.eye(8, dtype=np.float32)[6] * 100.0)
+
+    class StopAfter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            if epoch == stop_after:
+                raise Interrupted(f"stopped after epoch {epoch}")
+
+    return [Spy(), SabotageLastEpoch(), *([StopAfter()] if stop_after is not None else [])]
+
+
+RESUME = ("train.epochs=3", "train.steps_per_epoch=2", "data.augment=[hflip,scale_crop]")
+
+
+@pytest.fixture(scope="module")
+def straight_run(synth_root: Path, manifest: Path, tmp_path_factory: pytest.TempPathFactory):
+    """Three short epochs straight through (the last one sabotaged), with what the spy saw."""
+    from cityseg.training.train import train
+
+    seen: list = []
+    out = tmp_path_factory.mktemp("straight") / "run"
+    train(
+        tiny_config(synth_root, manifest, *RESUME), out, callbacks=_resume_callbacks(manifest, seen)
+    )
+    return out, seen
+
+
+@pytest.fixture(scope="module")
+def resumed_run(synth_root: Path, manifest: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The same run as `straight_run`, interrupted after its first epoch, then resumed."""
+    from cityseg.training.train import train
+
+    out = tmp_path_factory.mktemp("resumed") / "run"
+    cfg = tiny_config(synth_root, manifest, *RESUME)
+    with pytest.raises(Interrupted):
+        train(cfg, out, callbacks=_resume_callbacks(manifest, [], stop_after=0))
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["epoch"] == 0
+    train(cfg, out, resume=True, callbacks=_resume_callbacks(manifest, []))
+    return out
+
+
+def _history(run: Path) -> list[dict[str, str]]:
+    with (run / "history.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.slow
+def test_resumed_run_ends_with_the_weights_and_loss_of_an_uninterrupted_one(
+    straight_run: tuple, resumed_run: Path
+) -> None:
+    straight, resumed = straight_run[0], resumed_run
+    a, b = _history(straight), _history(resumed)
+    assert [r["epoch"] for r in a] == [r["epoch"] for r in b] == ["1", "2", "3"]
+    for ra, rb in zip(a, b, strict=True):  # same loss every epoch, the resumed ones included
+        assert float(rb["loss"]) == pytest.approx(float(ra["loss"]), rel=1e-4, abs=1e-6), (ra, rb)
+        assert float(rb["val_miou"]) == pytest.approx(float(ra["val_miou"]), abs=1e-4)
+    # Weights AND optimizer state (Adam moments, step count) match after the last epoch.
+    with (
+        np.load(straight / "checkpoint" / "epoch_0003.npz") as wa,
+        np.load(resumed / "checkpoint" / "epoch_0003.npz") as wb,
+    ):
+        assert sorted(wa.files) == sorted(wb.files)
+        assert any(k.startswith("o") for k in wa.files)
+        for key in wa.files:
+            np.testing.assert_allclose(wb[key], wa[key], rtol=1e-4, atol=1e-5, err_msg=key)
+
+
+@pytest.mark.slow
+def test_selection_reads_validation_never_test(straight_run: tuple) -> None:
+    seen = straight_run[1]
+    assert [epoch for epoch, *_ in seen] == [0, 1, 2]
+    for epoch, logged, on_val, on_test in seen:
+        assert logged == pytest.approx(on_val, abs=1e-4), (epoch, logged, on_val, on_test)
+    # The two sets score differently, so the check above tells them apart.
+    assert any(abs(on_val - on_test) > 1e-3 for _, _, on_val, on_test in seen)
+
+
+@pytest.mark.slow
+def test_model_keras_is_the_best_epoch_not_the_last(straight_run: tuple) -> None:
+    from cityseg.data.split import load_manifest
+    from cityseg.inference.runtime import load_keras_model
+
+    run = straight_run[0]
+    val_miou = [float(r["val_miou"]) for r in _history(run)]
+    best = int(np.argmax(val_miou))
+    assert best < 2 and val_miou[2] < val_miou[best] - 0.01  # the sabotaged last epoch is worse
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["best_epoch"] == best + 1
+    config = config_mod.load(run / "config.yaml")
+    split = load_manifest(config.data.manifest)
+    saved = _own_miou(load_keras_model(run / "model.keras"), split.val, (64, 32))
+    assert saved == pytest.approx(val_miou[best], abs=1e-4), (saved, val_miou)

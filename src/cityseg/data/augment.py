@@ -55,7 +55,7 @@ def _scale_crop(size: tuple[int, int], p: float) -> list[Any]:
     scale = A.RandomScale(
         scale_limit=(-0.5, 1.0),
         interpolation=cv2.INTER_LINEAR,
-        mask_interpolation=cv2.INTER_NEAREST,
+        mask_interpolation=cv2.INTER_NEAREST_EXACT,
         p=1.0,
     )
     pad = A.PadIfNeeded(

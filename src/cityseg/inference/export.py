@@ -19,7 +19,6 @@ import re
 import tempfile
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,7 @@ import numpy as np
 from cityseg.common.sizes import format_size, parse_size
 from cityseg.data.labels import CATEGORIES, NUM_CLASSES, PALETTE
 from cityseg.data.resize import letterbox
-from cityseg.evaluation.metrics import confusion_matrix, eval_category_miou
+from cityseg.inference.parity import ParityImage, parity_from_masks
 from cityseg.inference.runtime import (
     KerasBackend,
     Predictor,
@@ -46,15 +45,6 @@ _SUFFIX = {"litert": ".tflite", "onnx": ".onnx"}
 
 class ExportError(RuntimeError):
     """A model cannot be exported (unsupported op or layer, missing data, bad option)."""
-
-
-@dataclass(frozen=True)
-class ParityImage:
-    """One held-out image for the parity check, with its categories (eval view) if known."""
-
-    image: np.ndarray  # uint8 (H, W, 3)
-    truth: np.ndarray | None = None  # uint8 (H, W) categories, IGNORE_INDEX = not scored
-    name: str = ""
 
 
 # --------------------------------------------------------------------------- public API
@@ -317,32 +307,10 @@ def measure_parity(
     """Pixel agreement with the Keras masks and the mIoU lost against ground truth."""
     if not images:
         raise ExportError("parity check needs at least one image")
-    agree = total = 0
-    cm_ref = np.zeros((NUM_CLASSES, NUM_CLASSES), np.int64)
-    cm_exp = np.zeros_like(cm_ref)
-    scored = 0
-    for item in images:
-        ref = reference.predict(item.image)
-        got = exported.predict(item.image)
-        agree += int((ref == got).sum())
-        total += ref.size
-        if item.truth is not None:
-            cm_ref += confusion_matrix(item.truth, ref)
-            cm_exp += confusion_matrix(item.truth, got)
-            scored += 1
-    result: dict[str, Any] = {
-        "images": len(images),
-        "pixel_agreement": agree / total,
-        "sources": sorted({item.name.split(":")[0] for item in images if item.name}),
-    }
-    if scored:
-        result.update(
-            miou_keras=eval_category_miou(cm_ref),
-            miou_export=eval_category_miou(cm_exp),
-            miou_delta=eval_category_miou(cm_ref) - eval_category_miou(cm_exp),
-            scored_images=scored,
-        )
-    return result
+    return parity_from_masks(
+        (reference.predict(item.image), exported.predict(item.image), item.truth, item.name)
+        for item in images
+    )
 
 
 def _latency_ms(predictor: Predictor, runs: int) -> float | None:

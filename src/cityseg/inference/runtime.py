@@ -24,6 +24,7 @@ import numpy as np
 
 from cityseg.data.labels import NUM_CLASSES
 from cityseg.data.resize import letterbox, unletterbox
+from cityseg.inference.parity import meets_parity
 
 log = logging.getLogger(__name__)
 
@@ -352,18 +353,6 @@ def list_exports(run_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
         return []
     files = sorted(p for p in folder.iterdir() if p.suffix in (".onnx", ".tflite"))
     return [(p, _read_json(sidecar_path(p))) for p in files if sidecar_path(p).is_file()]
-
-
-def meets_parity(meta: dict[str, Any]) -> bool:
-    """Whether an export's recorded parity meets the bar for its precision."""
-    parity = meta.get("parity") or {}
-    if "pixel_agreement" not in parity:
-        return False
-    quantize = meta.get("quantize", "none")
-    if quantize == "none":
-        return float(parity["pixel_agreement"]) >= 0.999
-    limit = {"fp16": 0.001, "int8": 0.01}.get(quantize, 0.0)
-    return float(parity.get("miou_delta", 1.0)) <= limit
 
 
 def best_runtime(run_dir: str | Path) -> Path:

@@ -59,6 +59,13 @@ def to_html(markdown: str, title: str = "cityseg technical note") -> str:
         "td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}"
         "td:first-child,th:first-child{text-align:left}img{max-width:100%}"
         "code{background:#f4f4f4;padding:0 .2rem}"
+        # Wide tables (the models table has 15 columns): scroll on a screen; on paper use the
+        # whole A4 width, a smaller font and cells that wrap anywhere, so no column is cut off.
+        "@media screen{table{display:block;max-width:100%;overflow-x:auto}}"
+        "@media print{body{max-width:none;margin:0;padding:0;font-size:10pt}"
+        "table{font-size:6.5pt;line-height:1.25;width:100%}"
+        "td,th{padding:.1rem .15rem}td{overflow-wrap:anywhere}"
+        "code{padding:0;background:none}img{break-inside:avoid}}"
     )
     return (
         f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -61,16 +62,16 @@ class NoModelError(RuntimeError):
 
 
 def run_score(metrics: dict[str, Any]) -> float | None:
-    """The mIoU a run is ranked by: test if recorded, else validation."""
-    for split in ("test", "val"):
-        scores = metrics.get(split)
-        if isinstance(scores, dict) and isinstance(scores.get("miou"), int | float):
-            return float(scores["miou"])
+    """The mIoU a run is ranked by: its validation mIoU only (test never chooses anything)."""
+    scores = metrics.get("val")
+    if isinstance(scores, dict) and isinstance(scores.get("miou"), int | float):
+        value = float(scores["miou"])
+        return None if math.isnan(value) else value
     return None
 
 
 def find_best_run(runs_dir: Path) -> Path | None:
-    """The run folder under `runs_dir` with the highest test (else val) mIoU and a model."""
+    """The run folder under `runs_dir` with the highest validation mIoU and a model."""
     best: tuple[float, str, Path] | None = None
     if not runs_dir.is_dir():
         return None
@@ -98,7 +99,7 @@ def resolve_model_path(settings: Settings) -> Path:
     if best is None:
         raise NoModelError(
             f"no finished run under {settings.runs_dir}/ (a folder with model.keras and a "
-            "metrics.json holding val or test miou). Make one with `cityseg demo`, or "
+            "metrics.json holding its val miou). Make one with `cityseg demo`, or "
             "`cityseg train --config configs/...`, or pass --run PATH."
         )
     log.info("serving the best run under %s: %s", settings.runs_dir, best)
