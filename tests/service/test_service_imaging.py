@@ -186,6 +186,8 @@ def test_overlay_blends_in_bands_of_uint8() -> None:
     expected = np.clip(image * (1 - alpha) + colour * alpha + 0.5, 0, 255).astype(np.uint8)
     assert blended.dtype == np.uint8
     assert np.abs(blended.astype(int) - expected).max() <= 1  # float32 vs float64 rounding
+
+
 @pytest.mark.parametrize("brand", [b"heic", b"heix", b"mif1", b"avif"])
 def test_heif_and_avif_brands_are_415_naming_them(brand: bytes) -> None:
     data = b"\x00\x00\x00\x18ftyp" + brand + b"\x00" * 40  # an ISO-BMFF box header
