@@ -27,6 +27,8 @@ TINY: dict[str, dict] = {
     "fpn_efficientnetb0": {"pyramid_filters": 8, "segmentation_filters": 8},
     "deeplabv3plus": {"alpha": 0.35, "aspp_filters": 8, "decoder_filters": 8},
     "lraspp_mobilenetv3": {"alpha": 0.75, "head_filters": 8},
+    "lraspp_lite0": {"head_filters": 8},
+    "deeplabv3plus_lite0": {"aspp_filters": 8, "decoder_filters": 8},
 }
 
 

@@ -63,13 +63,18 @@ def build_deeplabv3plus(
     )
     high, low = encoder(x)
     x = aspp(high, aspp_filters, tuple(atrous_rates), (height // 16, width // 16))
+    outputs = deeplab_decoder(x, low, num_classes, low_level_filters, decoder_filters)
+    return keras.Model(inputs, outputs, name=f"deeplabv3plus_{backbone}")
+
+
+def deeplab_decoder(x, low, num_classes: int, low_level_filters: int, decoder_filters: int):
+    """DeepLabV3+ decoder: ASPP output (1/16) up to the 1/4 skip, two convs, logits x4."""
     x = upsample(x, 4, name="decoder_up")
     low = conv_bn_relu(low, low_level_filters, 1, name="decoder_low")
     x = keras.layers.Concatenate(name="decoder_concat")([x, low])
     x = conv_bn_relu(x, decoder_filters, 3, name="decoder_a")
     x = conv_bn_relu(x, decoder_filters, 3, name="decoder_b")
-    outputs = logits_head(x, num_classes, factor=4)
-    return keras.Model(inputs, outputs, name=f"deeplabv3plus_{backbone}")
+    return logits_head(x, num_classes, factor=4)
 
 
 register(

@@ -121,7 +121,15 @@ def get_encoder_info(name: str) -> EncoderInfo:
 
 
 def preprocess_input_fn(name: str) -> Any:
-    """The backbone's own `keras.applications.<module>.preprocess_input` (for tests/parity)."""
+    """The backbone's own `keras.applications.<module>.preprocess_input` (for tests/parity).
+
+    "efficientnet_lite0" (not a keras.applications model) gives its own, from
+    `cityseg.models.efficientnet_lite`.
+    """
+    if name == "efficientnet_lite0":
+        from cityseg.models.efficientnet_lite import preprocess_input
+
+        return preprocess_input
     module = getattr(keras.applications, get_encoder_info(name).module)
     return module.preprocess_input
 

@@ -108,3 +108,17 @@ def logits_head(x: Any, num_classes: int, *, factor: int = 1, name: str = "logit
     return keras.layers.UpSampling2D(
         size=(factor, factor), interpolation="bilinear", dtype="float32", name=f"{name}_up"
     )(x)
+
+
+@keras.saving.register_keras_serializable(package="cityseg")
+class FrozenBatchNormalization(keras.layers.BatchNormalization):
+    """BatchNorm that always normalises with its moving statistics (inference mode).
+
+    For fine-tuning a pretrained encoder with small batches: batch statistics of 8 street
+    crops are noisy and unlike ImageNet's, so the pretrained statistics are kept while
+    gamma and beta still train once the encoder is unfrozen (Detectron's FrozenBN idea).
+    """
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        """Normalise with the moving mean and variance whatever `training` says."""
+        return super().call(inputs, training=False, mask=mask)

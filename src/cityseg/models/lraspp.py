@@ -44,6 +44,13 @@ def build_lraspp(
         name, input_shape, weights=encoder_weights, strides=(32, 8), width=alpha
     )
     high, low = encoder(x)
+    return keras.Model(
+        inputs, lraspp_head(high, low, num_classes, head_filters), name=f"lraspp_{name}"
+    )
+
+
+def lraspp_head(high, low, num_classes: int, head_filters: int):
+    """The LR-ASPP head on 1/32 (`high`) and 1/8 (`low`) features; logits at full size."""
     branch = conv_bn_relu(high, head_filters, 1, name="lraspp_high")
     gate = keras.layers.GlobalAveragePooling2D(keepdims=True, name="lraspp_pool")(high)
     gate = keras.layers.Conv2D(head_filters, 1, activation="sigmoid", name="lraspp_gate")(gate)
@@ -52,10 +59,9 @@ def build_lraspp(
     high_logits = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="lraspp_high_cls")(x)
     low_logits = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="lraspp_low_cls")(low)
     x = keras.layers.Add(dtype="float32", name="lraspp_sum")([high_logits, low_logits])
-    outputs = keras.layers.UpSampling2D(
+    return keras.layers.UpSampling2D(
         8, interpolation="bilinear", dtype="float32", name="logits_up"
     )(x)
-    return keras.Model(inputs, outputs, name=f"lraspp_{name}")
 
 
 register(

@@ -32,6 +32,7 @@ _BUILTIN_MODULES = (
     "cityseg.models.fpn",
     "cityseg.models.deeplabv3plus",
     "cityseg.models.lraspp",
+    "cityseg.models.lite0",
 )
 ENCODER_LAYER = "encoder"  # name of the nested encoder sub-model in every pretrained model
 
@@ -44,7 +45,8 @@ class ModelSpec:
         name: registry name, e.g. "unet_mini".
         builder: `builder(input_shape=(H, W, 3), num_classes, encoder_weights, **kw) -> Model`.
         description: one line for `cityseg models` listings and the report.
-        encoder: backbone name from `encoders.ENCODERS`, or None for models from scratch.
+        encoder: backbone name from `encoders.ENCODERS` (or "efficientnet_lite0"), or None for
+            models from scratch.
         preprocessing: `EncoderPreprocess` mode of the model's first layer.
         divisor: input width and height must be multiples of this.
         default_size: `(width, height)` used when none is given.
