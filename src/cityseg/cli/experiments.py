@@ -28,7 +28,11 @@ def run(
     profile: str = typer.Option(
         "cpu", help="ci (tiny, tests) | cpu (synthetic) | cityscapes | camvid (real photos)."
     ),
-    runs_dir: Path = typer.Option(Path("runs/experiments"), help="Where the run folders go."),
+    runs_dir: Path | None = typer.Option(
+        None,
+        help="Where the run folders go (default runs/experiments; runs/camvid for the camvid "
+        "profile, so that real-photo runs never mix with the synthetic ones of the same name).",
+    ),
     suites_dir: Path = typer.Option(Path("configs/experiments"), help="Folder of suite YAMLs."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their status only."),
     overrides: list[str] = typer.Option(
@@ -39,6 +43,8 @@ def run(
     from cityseg import experiments
 
     names = list(SUITE_ORDER) if suite == "all" else [suite]
+    if runs_dir is None:
+        runs_dir = Path("runs/camvid" if profile == "camvid" else "runs/experiments")
     try:
         if suite == "all":  # e.g. the camvid profile declares models and loss only
             names = [n for n in names if profile in experiments.load_suite(n, suites_dir).profiles]
