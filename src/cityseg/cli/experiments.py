@@ -145,6 +145,9 @@ def report(
     runs_dir: Path = typer.Option(Path("runs/experiments"), help="Runs written by the suites."),
     out: Path = typer.Option(Path("docs/technical-note.md"), help="Markdown file to write."),
     bench_dir: Path = typer.Option(Path("bench"), help="Folder of benchmark JSON files."),
+    real_runs_dir: Path = typer.Option(
+        Path("runs/camvid"), help="Runs of the camvid profile (the Real photographs section)."
+    ),
     html: bool = typer.Option(True, help="Also render the note to HTML next to it."),
     pdf: bool = typer.Option(
         False, help="Also print the HTML to PDF (needs Playwright and a system Chromium)."
@@ -154,7 +157,9 @@ def report(
     from cityseg.report import write_report
     from cityseg.report.pdf import PdfError, write_pdf
 
-    path = write_report(out, runs_dir=runs_dir, bench_dir=bench_dir, html=html or pdf)
+    path = write_report(
+        out, runs_dir=runs_dir, bench_dir=bench_dir, html=html or pdf, real_runs_dir=real_runs_dir
+    )
     _console().print(f"technical note written to {path}")
     if pdf:
         try:

@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 
 from cityseg.report.note import Note, minimal_html, to_html
+from cityseg.report.real import section_real
 from cityseg.report.runs import (
     RunInfo,
     augmentation_summary,
@@ -63,6 +64,7 @@ def write_report(
     runs_dir: str | Path = "runs/experiments",
     bench_dir: str | Path = "bench",
     html: bool = True,
+    real_runs_dir: str | Path = "runs/camvid",
 ) -> Path:
     """Write the technical note (Markdown, figures under `<out dir>/figures/`, HTML); return it."""
     out, runs_dir, bench_dir = Path(out), Path(runs_dir), Path(bench_dir)
@@ -90,6 +92,7 @@ def write_report(
         (r for r in runs.get("models", []) if r.cfg("model.name") == BASELINE_MODEL), None
     )
     section_retained(note, retained, budget, baseline)
+    section_real(note, Path(real_runs_dir))
     section_pipeline(note, bench_dir)
     section_limits(note, runs, records, synthetic, aug_summary)
     text = note.text()
