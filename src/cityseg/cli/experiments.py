@@ -148,6 +148,9 @@ def report(
     real_runs_dir: Path = typer.Option(
         Path("runs/camvid"), help="Runs of the camvid profile (the Real photographs section)."
     ),
+    only_real: bool = typer.Option(
+        False, "--only-real", help="Write the Real photographs section alone (to --out)."
+    ),
     html: bool = typer.Option(True, help="Also render the note to HTML next to it."),
     pdf: bool = typer.Option(
         False, help="Also print the HTML to PDF (needs Playwright and a system Chromium)."
@@ -158,7 +161,12 @@ def report(
     from cityseg.report.pdf import PdfError, write_pdf
 
     path = write_report(
-        out, runs_dir=runs_dir, bench_dir=bench_dir, html=html or pdf, real_runs_dir=real_runs_dir
+        out,
+        runs_dir=runs_dir,
+        bench_dir=bench_dir,
+        html=html or pdf,
+        real_runs_dir=real_runs_dir,
+        only_real=only_real,
     )
     _console().print(f"technical note written to {path}")
     if pdf:
