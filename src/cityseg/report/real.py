@@ -101,7 +101,7 @@ def section_real(note: Note, runs_dir: Path) -> None:
             [
                 label(run),
                 run.cfg("train.loss"),
-                str(run.metrics.get("epochs_run", DASH)),
+                epochs_text(run),
                 fmt(_last(run, "miou")),
                 fmt(run.score("val", "category_iou")),
                 f"**{fmt(run.score('test', 'category_iou'))}**",
@@ -154,6 +154,17 @@ def section_real(note: Note, runs_dir: Path) -> None:
     note.add(gaps(runs))
 
 
+def epochs_text(run: RunInfo) -> str:
+    """`5`, or `2 of 3, stopped (CPU budget); best epoch 1 scored` for an interrupted run."""
+    done = str(run.metrics.get("epochs_run", DASH))
+    if not run.metrics.get("interrupted"):
+        return done
+    return (
+        f"{done} of {run.cfg('train.epochs')}, stopped (CPU budget); best epoch "
+        f"{run.metrics.get('best_epoch', DASH)} scored"
+    )
+
+
 def _curve(run: RunInfo, key: str) -> list[tuple[int, float]]:
     return [(i + 1, num(row.get(key))) for i, row in enumerate(run.history)]
 
@@ -171,7 +182,7 @@ def gaps(runs: Sequence[RunInfo]) -> str:
             verdict = "meets" if _test(run) >= target else "misses"
             lines.append(
                 f"- **{label(run)}**: test category IoU {_test(run):.3f}, {verdict} the target "
-                f"of {target:.2f} (issue #12) after {run.metrics.get('epochs_run')} epochs."
+                f"of {target:.2f} (issue #12); epochs: {epochs_text(run)}."
             )
     if best_pre is not None and best_scr is not None:
         pre, scr = official(best_pre, "test"), official(best_scr, "test")
@@ -179,11 +190,18 @@ def gaps(runs: Sequence[RunInfo]) -> str:
         diffs = {c: d for c, d in diffs.items() if not math.isnan(d)}
         if diffs:
             top = max(diffs, key=lambda c: diffs[c])
+            delta = _test(best_pre) - _test(best_scr)
+            why = (
+                "features learnt on a million photos transfer where one drive of training "
+                "frames does not teach them."
+                if delta > 0
+                else "within this budget the pretrained run did not get to use its start; "
+                "compare the epochs each had before reading this as a verdict on ImageNet "
+                "weights."
+            )
             lines.append(
-                f"- ImageNet weights: {_test(best_pre) - _test(best_scr):+.3f} category IoU over "
-                f"the from-scratch model; the largest gain is on **{top}** "
-                f"({diffs[top]:+.3f}): features learnt on a million photos transfer where one "
-                "drive of training frames does not teach them."
+                f"- ImageNet weights: {delta:+.3f} category IoU against the from-scratch model; "
+                f"the category that gains most is **{top}** ({diffs[top]:+.3f}): {why}"
             )
     for run in scored:
         cats = official(run, "test")
