@@ -82,7 +82,7 @@ def section_real(note: Note, runs_dir: Path) -> None:
     size = runs[0].cfg("data.size")
     note.add(
         "## Real photographs (CamVid)",
-        "Everything above was measured on synthetic cities. Here the same pipeline is trained "
+        "The synthetic sections measure the pipeline on its own cities. Here it is trained "
         "and scored on real driving photographs: CamVid (Cambridge, 480x360, 11 classes), "
         "converted with `cityseg import camvid` (classes mapped by name to Cityscapes labels; "
         "Bicyclist holds rider and bicycle, Car holds trucks and buses, there is no "
@@ -206,15 +206,22 @@ def gaps(runs: Sequence[RunInfo]) -> str:
     for run in scored:
         cats = official(run, "test")
         weak = sorted((v, c) for c, v in cats.items() if not math.isnan(v))[:2]
-        gap = _last(run, "miou") - _last(run, "val_miou")
+        gap = _at_best(run, "miou") - _at_best(run, "val_miou")
         lines.append(
             f"- {label(run)}: weakest on {', '.join(f'{c} {v:.2f}' for v, c in weak)}; train "
-            f"minus validation mIoU at the last epoch {gap:+.3f}"
+            f"minus validation mIoU at its best (scored) epoch {gap:+.3f}"
             + (" (it fits its drive better than it generalises)." if gap > 0.1 else ".")
             + f" Validation vs test category IoU: {run.score('val', 'category_iou'):.3f} vs "
             f"{_test(run):.3f}."
         )
     return "What the gaps say:\n\n" + "\n".join(lines)
+
+
+def _at_best(run: RunInfo, key: str) -> float:
+    """`key` of the history row of the run's best epoch (the weights that were scored)."""
+    index = int(num(run.metrics.get("best_epoch"))) - 1 if run.metrics.get("best_epoch") else -1
+    rows = run.history
+    return num(rows[index].get(key)) if rows and -len(rows) <= index < len(rows) else math.nan
 
 
 def _test(run: RunInfo) -> float:
