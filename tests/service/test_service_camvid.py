@@ -72,5 +72,6 @@ def test_service_serves_a_camvid_run_with_its_test_drive(camvid_run: Path) -> No
         )
         assert response.status_code == 200, response.text
         assert np.asarray(Image.open(io.BytesIO(response.content))).shape == (360, 480)
-        page = client.get("/")
-        assert page.status_code == 200 and "samples" in page.text.lower()
+        page = client.get("/")  # the page lists the samples through its script
+        assert page.status_code == 200 and "/static/app.js" in page.text
+        assert "/v1/samples" in client.get("/static/app.js").text
