@@ -86,6 +86,14 @@ def test_real_suite_files_parse_and_name_what_differs() -> None:
         "fpn_efficientnetb0",
         "deeplabv3plus",
         "lraspp_mobilenetv3",
+        "lraspp_lite0",
+        "deeplabv3plus_lite0",
+    ]
+    # the synthetic cpu profile keeps its six from-scratch models; camvid adds the pretrained
+    assert len(experiments.select_arms(models, "cpu")) == 6
+    assert [a.name for a in experiments.select_arms(models, "camvid")] == [
+        "lraspp_lite0",
+        "lraspp_mobilenetv3",
     ]
     aug = experiments.load_suite("augmentation", SUITES)
     assert len(aug.seeds) >= 2
@@ -127,6 +135,9 @@ def test_profile_overrides_reach_the_config(tmp_path: Path) -> None:
     assert (ci.data.size, ci.train.epochs, ci.model.name) == ("64x32", 3, "unet_vgg16")
     assert (cpu.data.size, cpu.data.root, cpu.train.epochs) == ("256x128", "data/synth_cpu", 5)
     assert ci.name == "models-unet_vgg16" and ci.tracking.experiment == "cityseg-models"
+    camvid = experiments.resolve_config(suite, "camvid", suite.grid[-2])  # lraspp_lite0
+    assert (camvid.data.size, camvid.data.root) == ("384x288", "data/camvid")
+    assert (camvid.model.encoder_weights, camvid.model.freeze_epochs) == ("imagenet", 1)
 
 
 def test_skip_complete_resume_and_stale(tmp_path: Path, fake_data: list[str]) -> None:

@@ -28,7 +28,11 @@ def run(
     profile: str = typer.Option(
         "cpu", help="ci (tiny, tests) | cpu (synthetic) | cityscapes | camvid (real photos)."
     ),
-    runs_dir: Path = typer.Option(Path("runs/experiments"), help="Where the run folders go."),
+    runs_dir: Path | None = typer.Option(
+        None,
+        help="Where the run folders go (default runs/experiments; runs/camvid for the camvid "
+        "profile, so that real-photo runs never mix with the synthetic ones of the same name).",
+    ),
     suites_dir: Path = typer.Option(Path("configs/experiments"), help="Folder of suite YAMLs."),
     dry_run: bool = typer.Option(False, "--dry-run", help="List the runs and their status only."),
     overrides: list[str] = typer.Option(
@@ -39,6 +43,8 @@ def run(
     from cityseg import experiments
 
     names = list(SUITE_ORDER) if suite == "all" else [suite]
+    if runs_dir is None:
+        runs_dir = Path("runs/camvid" if profile == "camvid" else "runs/experiments")
     try:
         if suite == "all":  # e.g. the camvid profile declares models and loss only
             names = [n for n in names if profile in experiments.load_suite(n, suites_dir).profiles]
@@ -139,6 +145,12 @@ def report(
     runs_dir: Path = typer.Option(Path("runs/experiments"), help="Runs written by the suites."),
     out: Path = typer.Option(Path("docs/technical-note.md"), help="Markdown file to write."),
     bench_dir: Path = typer.Option(Path("bench"), help="Folder of benchmark JSON files."),
+    real_runs_dir: Path = typer.Option(
+        Path("runs/camvid"), help="Runs of the camvid profile (the Real photographs section)."
+    ),
+    only_real: bool = typer.Option(
+        False, "--only-real", help="Write the Real photographs section alone (to --out)."
+    ),
     html: bool = typer.Option(True, help="Also render the note to HTML next to it."),
     pdf: bool = typer.Option(
         False, help="Also print the HTML to PDF (needs Playwright and a system Chromium)."
@@ -148,7 +160,14 @@ def report(
     from cityseg.report import write_report
     from cityseg.report.pdf import PdfError, write_pdf
 
-    path = write_report(out, runs_dir=runs_dir, bench_dir=bench_dir, html=html or pdf)
+    path = write_report(
+        out,
+        runs_dir=runs_dir,
+        bench_dir=bench_dir,
+        html=html or pdf,
+        real_runs_dir=real_runs_dir,
+        only_real=only_real,
+    )
     _console().print(f"technical note written to {path}")
     if pdf:
         try:

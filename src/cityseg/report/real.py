@@ -1,0 +1,265 @@
+"""The note's "Real photographs" section: CamVid-trained models scored on an unseen drive.
+
+Self-contained: it reads its own runs directory (`runs/camvid`, written by
+`cityseg experiments run all --profile camvid`), so the synthetic sections never mix with it.
+Every number comes from a run's `metrics.json`, `history.csv` or its suite record; the
+example figure is predicted by the recorded models on the recorded test drive.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cityseg.report.figures import _pyplot, _save, grouped_bars, learning_curves
+from cityseg.report.note import Note
+from cityseg.report.runs import DASH, RunInfo, collect_runs, fmt, num, table
+
+log = logging.getLogger(__name__)
+
+EVAL_CATEGORIES = ("flat", "construction", "object", "nature", "sky", "human", "vehicle")
+# Targets of issue #12: category IoU on the real test drive.
+TARGET_PRETRAINED = 0.72
+TARGET_SCRATCH = 0.65
+
+
+def pretrained(run: RunInfo) -> bool:
+    """Whether the run's encoder started from ImageNet weights."""
+    return run.cfg("model.encoder_weights") not in (None, "", "null")
+
+
+def label(run: RunInfo) -> str:
+    """`lraspp_lite0 (ImageNet)` / `lraspp_mobilenetv3 (scratch)`, plus the loss suite arm."""
+    origin = "ImageNet" if pretrained(run) else "scratch"
+    suffix = f", {run.cfg('train.loss')}" if run.suite != "models" else ""
+    return f"{run.cfg('model.name')} ({origin}{suffix})"
+
+
+def official(run: RunInfo, split: str) -> dict[str, float]:
+    """Official per-category IoU (7 categories) of a split."""
+    values = (run.metrics.get(split) or {}).get("per_category_iou_official") or {}
+    return {k: num(v) for k, v in values.items()}
+
+
+def _drives(run: RunInfo) -> dict[str, str]:
+    from cityseg.report.dataset import load_split
+
+    manifest, _, _ = load_split(run.config)
+    if manifest is None:
+        return {}
+    return {name: ", ".join(manifest.cities(name)) for name in ("train", "val", "test")}
+
+
+def _last(run: RunInfo, key: str) -> float:
+    values = [num(row.get(key)) for row in run.history]
+    return values[-1] if values else math.nan
+
+
+def _commands(records: dict[str, Any]) -> list[str]:
+    lines = []
+    for suite, record in records.items():
+        for inv in record.get("invocations") or []:
+            lines.append(
+                f"- `{inv.get('command', '?')}` ({suite} suite, {inv.get('status', '?')}, "
+                f"{num(inv.get('wall_time_s')) / 60:.1f} min)"
+            )
+    return lines
+
+
+def section_real(note: Note, runs_dir: Path) -> None:
+    """Write the section, or nothing when no CamVid run has been recorded."""
+    by_suite, records = collect_runs(runs_dir)
+    runs = [r for suite in ("models", "loss") for r in by_suite.get(suite, [])]
+    if not runs:
+        log.info("no real-photo runs under %s: no Real photographs section", runs_dir)
+        return
+    drives = _drives(runs[0])
+    size = runs[0].cfg("data.size")
+    note.add(
+        "## Real photographs (CamVid)",
+        "The synthetic sections measure the pipeline on its own cities. Here it is trained "
+        "and scored on real driving photographs: CamVid (Cambridge, 480x360, 11 classes), "
+        "converted with `cityseg import camvid` (classes mapped by name to Cityscapes labels; "
+        "Bicyclist holds rider and bicycle, Car holds trucks and buses, there is no "
+        "ego-vehicle void). Validation and test are whole drives the models never saw "
+        f"(`cityseg split --test-cities ... --val-cities ...`): train **{drives.get('train', DASH)}**, "
+        f"validation **{drives.get('val', DASH)}**, test **{drives.get('test', DASH)}**. "
+        f"Trained and scored at {size}, scores at the original 480x360 on the whole drive; "
+        "the score is the official category IoU (7 categories, void ignored).",
+    )
+    commands = _commands(records)
+    if commands:
+        note.add("Recorded commands (wall time from the suite records):\n\n" + "\n".join(commands))
+    rows = []
+    for run in runs:
+        rows.append(
+            [
+                label(run),
+                run.cfg("train.loss"),
+                epochs_text(run),
+                fmt(_last(run, "miou")),
+                fmt(run.score("val", "category_iou")),
+                f"**{fmt(run.score('test', 'category_iou'))}**",
+                fmt(run.score("test", "miou")),
+                f"{num(run.metrics.get('train_time_s')) / 60:.1f}",
+                fmt(run.metrics.get("inference_ms"), 1),
+            ]
+        )
+    note.add(
+        table(
+            [
+                "model",
+                "loss",
+                "epochs",
+                "train mIoU (last epoch)",
+                "val category IoU",
+                "test category IoU",
+                "test mIoU (8)",
+                "train min",
+                "ms/frame",
+            ],
+            rows,
+        )
+    )
+    note.add(
+        "Per category on the test drive (official category IoU):",
+        table(
+            ["model", *EVAL_CATEGORIES],
+            [[label(r), *(fmt(official(r, "test").get(c)) for c in EVAL_CATEGORIES)] for r in runs],
+        ),
+    )
+    fig_dir = note.fig_dir
+    note.figure(
+        grouped_bars(
+            {label(r): official(r, "test") for r in runs},
+            list(EVAL_CATEGORIES),
+            fig_dir / "real_per_category.png",
+            "test drive: category IoU per category",
+        ),
+        "Real photographs: per-category IoU on the test drive.",
+    )
+    curves = {f"{label(r)} val": _curve(r, "val_miou") for r in runs}
+    curves.update({f"{label(r)} train": _curve(r, "miou") for r in runs})
+    note.figure(
+        learning_curves(curves, fig_dir / "real_curves.png", "mIoU (8)", "CamVid: train vs val"),
+        "Real photographs: train and validation mIoU per epoch.",
+    )
+    examples = example_figure(runs, fig_dir / "real_examples.png")
+    note.figure(examples, "Test-drive photographs: photo | each model's prediction | truth.")
+    note.add(gaps(runs))
+
+
+def epochs_text(run: RunInfo) -> str:
+    """`5`, or `2 of 3, stopped (CPU budget); best epoch 1 scored` for an interrupted run."""
+    done = str(run.metrics.get("epochs_run", DASH))
+    if not run.metrics.get("interrupted"):
+        return done
+    return (
+        f"{done} of {run.cfg('train.epochs')}, stopped (CPU budget); best epoch "
+        f"{run.metrics.get('best_epoch', DASH)} scored"
+    )
+
+
+def _curve(run: RunInfo, key: str) -> list[tuple[int, float]]:
+    return [(i + 1, num(row.get(key))) for i, row in enumerate(run.history)]
+
+
+def gaps(runs: Sequence[RunInfo]) -> str:
+    """What the numbers say: pretrained vs scratch, the weakest categories, overfitting."""
+    scored = [r for r in runs if not math.isnan(r.score("test", "category_iou"))]
+    if not scored:
+        return ""
+    lines = []
+    best_pre = max((r for r in scored if pretrained(r)), key=_test, default=None)
+    best_scr = max((r for r in scored if not pretrained(r)), key=_test, default=None)
+    for run, target in ((best_pre, TARGET_PRETRAINED), (best_scr, TARGET_SCRATCH)):
+        if run is not None:
+            verdict = "meets" if _test(run) >= target else "misses"
+            lines.append(
+                f"- **{label(run)}**: test category IoU {_test(run):.3f}, {verdict} the target "
+                f"of {target:.2f} (issue #12); epochs: {epochs_text(run)}."
+            )
+    if best_pre is not None and best_scr is not None:
+        pre, scr = official(best_pre, "test"), official(best_scr, "test")
+        diffs = {c: pre[c] - scr[c] for c in EVAL_CATEGORIES if c in pre and c in scr}
+        diffs = {c: d for c, d in diffs.items() if not math.isnan(d)}
+        if diffs:
+            top = max(diffs, key=lambda c: diffs[c])
+            delta = _test(best_pre) - _test(best_scr)
+            why = (
+                "features learnt on a million photos transfer where one drive of training "
+                "frames does not teach them."
+                if delta > 0
+                else "within this budget the pretrained run did not get to use its start; "
+                "compare the epochs each had before reading this as a verdict on ImageNet "
+                "weights."
+            )
+            lines.append(
+                f"- ImageNet weights: {delta:+.3f} category IoU against the from-scratch model; "
+                f"the category that gains most is **{top}** ({diffs[top]:+.3f}): {why}"
+            )
+    for run in scored:
+        cats = official(run, "test")
+        weak = sorted((v, c) for c, v in cats.items() if not math.isnan(v))[:2]
+        gap = _at_best(run, "miou") - _at_best(run, "val_miou")
+        lines.append(
+            f"- {label(run)}: weakest on {', '.join(f'{c} {v:.2f}' for v, c in weak)}; train "
+            f"minus validation mIoU at its best (scored) epoch {gap:+.3f}"
+            + (" (it fits its drive better than it generalises)." if gap > 0.1 else ".")
+            + f" Validation vs test category IoU: {run.score('val', 'category_iou'):.3f} vs "
+            f"{_test(run):.3f}."
+        )
+    return "What the gaps say:\n\n" + "\n".join(lines)
+
+
+def _at_best(run: RunInfo, key: str) -> float:
+    """`key` of the history row of the run's best epoch (the weights that were scored)."""
+    index = int(num(run.metrics.get("best_epoch"))) - 1 if run.metrics.get("best_epoch") else -1
+    rows = run.history
+    return num(rows[index].get(key)) if rows and -len(rows) <= index < len(rows) else math.nan
+
+
+def _test(run: RunInfo) -> float:
+    return run.score("test", "category_iou")
+
+
+def example_figure(runs: Sequence[RunInfo], path: Path, count: int = 3) -> Path | None:
+    """Photo | prediction of each run | truth, for `count` evenly spaced test frames."""
+    from cityseg.data.cityscapes import read_image, read_label
+    from cityseg.data.labels import colorize, to_categories
+    from cityseg.inference.runtime import Predictor
+    from cityseg.report.dataset import load_split
+
+    manifest, _, _ = load_split(runs[0].config)
+    if manifest is None or not manifest.test:
+        return None
+    test = manifest.test
+    chosen = [test[i] for i in np.linspace(0, len(test) - 1, count).round().astype(int)]
+    shown = list(runs)[:3]
+    try:
+        predictors = [Predictor.load(r.run_dir, runtime="keras") for r in shown]
+    except Exception as err:  # a missing model must not stop the note
+        log.warning("no example figure: %s", err)
+        return None
+    plt = _pyplot()
+    columns = 2 + len(shown)
+    fig, axes = plt.subplots(count, columns, figsize=(2.6 * columns, 2.1 * count), squeeze=False)
+    for row, sample in zip(axes, chosen, strict=True):
+        image = read_image(sample.image)
+        panels = [("photo", image)]
+        for run, predictor in zip(shown, predictors, strict=True):
+            panels.append((label(run), colorize(predictor.predict(image))))
+        truth = to_categories(read_label(sample.label), source=str(sample.label))
+        panels.append(("truth", colorize(truth)))
+        for ax, (title, panel) in zip(row, panels, strict=True):
+            ax.imshow(panel)
+            ax.set_title(title, fontsize=7)
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(sample.stem, fontsize=6)
+    return _save(fig, path)

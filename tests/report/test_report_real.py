@@ -1,0 +1,88 @@
+"""The Real photographs section: recorded CamVid runs in, the same numbers and verdicts out."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cityseg.report.note import Note
+from cityseg.report.real import EVAL_CATEGORIES, section_real
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+from camvid_trees import make_segnet
+
+
+def _write(runs: Path, name: str, root: Path, weights: str | None, test: float) -> Path:
+    from cityseg.models.registry import create_model
+
+    run = runs / "models" / name
+    run.mkdir(parents=True)
+    config = {
+        "name": f"models-{name}",
+        "data": {"root": str(root), "size": "64x48"},
+        "model": {"name": name, "encoder_weights": weights},
+        "train": {"loss": "ce_dice"},
+    }
+    (run / "config.yaml").write_text(yaml.safe_dump(config))
+    per = {c: round(test + 0.02 * (i - 3), 4) for i, c in enumerate(EVAL_CATEGORIES)}
+    split = {"miou": test - 0.1, "category_iou": test, "per_category_iou_official": per}
+    metrics = {"epochs_run": 2, "train_time_s": 600.0, "inference_ms": 9.0, "val": split,
+               "test": split}  # fmt: skip
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with (run / "history.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", "loss", "miou", "val_loss", "val_miou"])
+        writer.writerow([0, 1.0, 0.4, 1.2, 0.3])
+        writer.writerow([1, 0.8, 0.7, 1.1, 0.35])
+    create_model("unet_mini", input_size=(64, 48)).save(run / "model.keras")
+    return run
+
+
+@pytest.mark.slow
+def test_section_compares_scratch_and_pretrained_on_the_test_drive(tmp_path: Path) -> None:
+    from cityseg.data.camvid import import_camvid
+    from cityseg.data.split import make_split
+
+    root = tmp_path / "camvid"
+    import_camvid(make_segnet(tmp_path / "src"), root)
+    make_split(root, test_cities=["0001TP"], val_cities=["0006R0"]).save(root / "split.json")
+    runs = tmp_path / "runs"
+    _write(runs, "lraspp_lite0", root, "imagenet", 0.731)
+    _write(runs, "lraspp_mobilenetv3", root, None, 0.612)
+    note = Note(tmp_path / "docs" / "note.md")
+    section_real(note, runs)
+    text = note.text()
+    assert "train **0016E5**, validation **0006R0**, test **0001TP**" in text
+    assert "| lraspp_lite0 (ImageNet) | ce_dice | 2 | 0.700 | 0.731 | **0.731** |" in text
+    assert (
+        "lraspp_mobilenetv3 (scratch)**: test category IoU 0.612, misses the target of 0.65 (issue #12); epochs: 2."
+        in text
+    )
+    assert "lraspp_lite0 (ImageNet)**: test category IoU 0.731, meets the target of 0.72" in text
+    assert "ImageNet weights: +0.119 category IoU against the from-scratch model" in text
+    # the per-category table holds the recorded values
+    assert "| lraspp_lite0 (ImageNet) | 0.671 | 0.691 | 0.711 | 0.731 |" in text
+    for figure in ("real_per_category.png", "real_curves.png", "real_examples.png"):
+        assert (tmp_path / "docs" / "figures" / figure).is_file(), figure
+        assert f"figures/{figure}" in text
+
+
+def test_no_camvid_runs_no_section(tmp_path: Path) -> None:
+    note = Note(tmp_path / "note.md")
+    section_real(note, tmp_path / "nothing")
+    assert note.text().strip() == ""
+
+
+def test_only_real_writes_the_section_alone(tmp_path: Path) -> None:
+    from cityseg.report import write_report
+
+    out = write_report(tmp_path / "real.md", real_runs_dir=tmp_path / "none", only_real=True)
+    text = out.read_text()
+    assert text.startswith("# cityseg: real photographs")
+    assert "## Real photographs" not in text  # no runs, no section
+    assert (tmp_path / "real.html").is_file()
