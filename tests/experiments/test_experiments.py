@@ -84,6 +84,10 @@ def test_real_suite_files_parse_and_name_what_differs() -> None:
         "fpn_efficientnetb0",
         "deeplabv3plus",
         "lraspp_mobilenetv3",
+        "lraspp_lite0",
+        "lraspp_lite0-imagenet",
+        "deeplabv3plus_lite0",
+        "deeplabv3plus_lite0-imagenet",
     ]
     aug = experiments.load_suite("augmentation", SUITES)
     assert len(aug.seeds) >= 2
