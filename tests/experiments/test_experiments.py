@@ -87,12 +87,15 @@ def test_real_suite_files_parse_and_name_what_differs() -> None:
         "deeplabv3plus",
         "lraspp_mobilenetv3",
         "lraspp_lite0",
+        "lraspp_lite0-imagenet",
         "deeplabv3plus_lite0",
+        "deeplabv3plus_lite0-imagenet",
     ]
-    # the synthetic cpu profile keeps its six from-scratch models; camvid adds the pretrained
-    assert len(experiments.select_arms(models, "cpu")) == 6
+    # the synthetic cpu profile: the six from-scratch models and the real-time Lite0 pair;
+    # camvid: the pretrained real-time model beside LR-ASPP from scratch
+    assert len(experiments.select_arms(models, "cpu")) == 8
     assert [a.name for a in experiments.select_arms(models, "camvid")] == [
-        "lraspp_lite0",
+        "lraspp_lite0-imagenet",
         "lraspp_mobilenetv3",
     ]
     aug = experiments.load_suite("augmentation", SUITES)

@@ -63,6 +63,7 @@ def write_run(
     seed: int = 0,
     augment: tuple[str, ...] = (),
     data: dict | None = None,
+    encoder_weights: str | None = None,
 ) -> Path:
     """A finished run folder written by hand (what train.py would leave)."""
     run = runs_dir / suite / name
@@ -70,7 +71,7 @@ def write_run(
     config = {
         "name": f"{suite}-{name}",
         "data": {"root": "data/none", "size": "64x32", "augment": list(augment), **(data or {})},
-        "model": {"name": model},
+        "model": {"name": model, "encoder_weights": encoder_weights},
         "train": {"loss": loss, "learning_rate": 0.002, "seed": seed},
     }
     (run / "config.yaml").write_text(yaml.safe_dump(config))
@@ -339,6 +340,34 @@ def test_latency_budget_picks_the_retained_model(tmp_path: Path) -> None:
     # The last-epoch gain column: history rises by 0.02 per epoch in write_run.
     column = list(suites.MODEL_HEADER).index("last-epoch gain")
     assert _row(text, "`fast`")[column] == "+0.020"
+
+
+def test_pretrained_against_scratch_table(tmp_path: Path) -> None:
+    runs_dir = tmp_path / "runs"
+    write_run(runs_dir, "models", "lraspp_lite0", model="lraspp_lite0", val=0.40, test=0.38)
+    write_run(
+        runs_dir,
+        "models",
+        "lraspp_lite0-imagenet",
+        model="lraspp_lite0",
+        val=0.55,
+        test=0.50,
+        encoder_weights="imagenet",
+    )
+    write_run(runs_dir, "models", "unet_mini", val=0.45, test=0.44)  # no pretrained twin
+    write_record(runs_dir, "models", {"lraspp_lite0": {}, "lraspp_lite0-imagenet": {}})
+    text = report.write_report(tmp_path / "n.md", runs_dir=runs_dir, bench_dir=tmp_path)
+    text = text.read_text()
+    init = list(suites.MODEL_HEADER).index("encoder init")
+    winner = _row(text, "**`lraspp_lite0-imagenet`**")  # best on validation: bold name and score
+    assert winner[init] == "imagenet" and winner[init + 1] == "**0.550**"
+    assert _row(text, "`lraspp_lite0`")[init] == "scratch"
+    assert "**Pretrained against scratch.**" in text
+    pair = [r for r in text.splitlines() if r.startswith("| `lraspp_lite0` | 0.400")]
+    assert len(pair) == 1, text
+    cells = [c.strip() for c in pair[0].strip("|").split("|")]
+    assert cells[1:7] == ["0.400", "0.550", "+0.150", "0.380", "0.500", "+0.120"]
+    assert not [r for r in text.splitlines() if r.startswith("| `unet_mini` | 0.450")]
 
 
 def test_latency_budget_read_from_the_suite_file(tmp_path: Path) -> None:

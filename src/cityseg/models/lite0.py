@@ -46,7 +46,7 @@ def build_lraspp_lite0(
         input_shape, weights=encoder_weights, strides=(32, 8), frozen_bn=frozen_bn
     )
     high, low = encoder(x)
-    outputs = lraspp_head(high, low, num_classes, head_filters)
+    outputs = lraspp_head(high, low, num_classes, head_filters, low_init="zeros")
     return keras.Model(inputs, outputs, name="lraspp_lite0")
 
 

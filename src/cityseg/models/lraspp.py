@@ -49,15 +49,24 @@ def build_lraspp(
     )
 
 
-def lraspp_head(high, low, num_classes: int, head_filters: int):
-    """The LR-ASPP head on 1/32 (`high`) and 1/8 (`low`) features; logits at full size."""
+def lraspp_head(
+    high, low, num_classes: int, head_filters: int, *, low_init: str = "glorot_uniform"
+):
+    """The LR-ASPP head on 1/32 (`high`) and 1/8 (`low`) features; logits at full size.
+
+    `low_init` initialises the 1/8 classifier: "zeros" for an encoder whose 1/8 features are not
+    normalised (EfficientNet-Lite0's have std 6.5, so a Glorot classifier starts with logits of
+    std 8.5 and a cross-entropy of 8 that a frozen encoder's first epoch cannot unlearn).
+    """
     branch = conv_bn_relu(high, head_filters, 1, name="lraspp_high")
     gate = keras.layers.GlobalAveragePooling2D(keepdims=True, name="lraspp_pool")(high)
     gate = keras.layers.Conv2D(head_filters, 1, activation="sigmoid", name="lraspp_gate")(gate)
     x = keras.layers.Multiply(name="lraspp_attend")([branch, gate])
     x = upsample(x, 4, name="lraspp_up")
     high_logits = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="lraspp_high_cls")(x)
-    low_logits = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="lraspp_low_cls")(low)
+    low_logits = keras.layers.Conv2D(
+        num_classes, 1, kernel_initializer=low_init, dtype="float32", name="lraspp_low_cls"
+    )(low)
     x = keras.layers.Add(dtype="float32", name="lraspp_sum")([high_logits, low_logits])
     return keras.layers.UpSampling2D(
         8, interpolation="bilinear", dtype="float32", name="logits_up"

@@ -40,6 +40,7 @@ def _model_row(run: RunInfo) -> list[str]:
     return [
         f"`{run.name}`",
         str(m.get("model") or run.cfg("model.name")),
+        encoder_init(run),
         fmt(run.score("val", "miou")),
         fmt(run.score("test", "miou")),
         fmt(run.score("val", "category_iou")),
@@ -59,6 +60,7 @@ def _model_row(run: RunInfo) -> list[str]:
 MODEL_HEADER = (
     "run",
     "model",
+    "encoder init",
     "val mIoU",
     "test mIoU",
     "val cat. IoU",
@@ -75,6 +77,49 @@ MODEL_HEADER = (
 )
 
 
+_BOLD_COLUMNS = (0, MODEL_HEADER.index("val mIoU"))  # the winner's name and score
+
+
+def encoder_init(run: RunInfo) -> str:
+    """Where a run's encoder started: "imagenet", a weights file name, or "scratch"."""
+    weights = run.cfg("model.encoder_weights")
+    return str(weights).rsplit("/", 1)[-1] if weights else "scratch"
+
+
+PRETRAINED_HEADER = (
+    "model",
+    "val mIoU scratch",
+    "val mIoU pretrained",
+    "val gain",
+    "test mIoU scratch",
+    "test mIoU pretrained",
+    "test gain",
+    "s/epoch scratch",
+    "s/epoch pretrained",
+)
+
+
+def pretrained_vs_scratch_rows(runs: Sequence[RunInfo]) -> list[list[str]]:
+    """One row per model trained both from scratch and from pretrained weights (first of each)."""
+    by_model: dict[str, dict[str, RunInfo]] = {}
+    for run in runs:
+        model = str(run.metrics.get("model") or run.cfg("model.name"))
+        kind = "scratch" if encoder_init(run) == "scratch" else "pretrained"
+        by_model.setdefault(model, {}).setdefault(kind, run)
+    rows = []
+    for model, pair in by_model.items():
+        if len(pair) < 2:
+            continue
+        scratch, pre = pair["scratch"], pair["pretrained"]
+        row = [f"`{model}`"]
+        for split in ("val", "test"):
+            a, b = scratch.score(split, "miou"), pre.score(split, "miou")
+            row += [fmt(a), fmt(b), signed(b - a)]
+        row += [fmt(r.metrics.get("time_per_epoch_s"), 1) for r in (scratch, pre)]
+        rows.append(row)
+    return rows
+
+
 def setup_sentence(run: RunInfo) -> str:
     """The training recipe of a run, in one sentence (from its saved config)."""
     weights = run.cfg("model.encoder_weights")
@@ -85,7 +130,11 @@ def setup_sentence(run: RunInfo) -> str:
         f"at learning rate {fmt(run.cfg('train.learning_rate'), 4)} with a "
         f"{run.cfg('train.schedule') or 'cosine'} schedule, loss `{run.cfg('train.loss')}`, "
         f"augmentation {augment}, encoders "
-        + (f"initialised from `{weights}`." if weights else "trained from scratch.")
+        + (
+            f"initialised from `{weights}`."
+            if weights
+            else "trained from scratch unless the *encoder init* column says otherwise."
+        )
     )
 
 
@@ -107,12 +156,21 @@ def section_models(note: Note, runs: list[RunInfo], budget: float | None = None)
         table(
             MODEL_HEADER,
             [
-                [f"**{c}**" if r is winner and i in (0, 2) else c for i, c in enumerate(row)]
+                [f"**{c}**" if r is winner and i in _BOLD_COLUMNS else c for i, c in enumerate(row)]
                 for r in runs
                 for row in [_model_row(r)]
             ],
         ),
     )
+    pairs = pretrained_vs_scratch_rows(runs)
+    if pairs:
+        note.add(
+            "**Pretrained against scratch.** The same model and recipe, the encoder started "
+            "from ImageNet weights or from random ones (gain = pretrained minus scratch; "
+            "pretrained runs keep the encoder frozen for `model.freeze_epochs` first epochs "
+            "and its BatchNorm statistics frozen throughout).",
+            table(PRETRAINED_HEADER, pairs),
+        )
     if winner is not None:
         note.add(
             f"Best on validation: `{winner.name}` (val mIoU {winner.val_miou:.3f}). "

@@ -45,6 +45,7 @@ class TrainConfig:
     optimizer: str = "adamw"  # adam | adamw | sgd
     learning_rate: float = 2e-3  # peak learning rate
     weight_decay: float = 1e-4  # AdamW decoupled weight decay
+    encoder_lr_scale: float = 1.0  # encoder learning rate = this x the schedule's (fine-tuning)
     schedule: str = "cosine"  # cosine | constant | plateau
     warmup_epochs: int = 1  # linear warm-up before the schedule
     epochs: int = 30  # upper bound; early stopping may end sooner
