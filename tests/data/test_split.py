@@ -261,7 +261,9 @@ def test_make_split_defaults_and_option_errors(root: Path, tmp_path: Path) -> No
     two = make_tree(tmp_path / "two", {"train": ["aachen", "bochum"], "val": ["lindau"]}, frames=1)
     assert make_split(two).cities("train") in (["aachen"], ["bochum"])  # two cities are enough
     one = make_tree(tmp_path / "one", {"train": ["aachen"], "val": ["lindau"]}, frames=1)
-    with pytest.raises(DataError, match=r"leftImg8bit/train: found 1 city outside test; need at least 2"):
+    with pytest.raises(
+        DataError, match=r"leftImg8bit/train: found 1 city outside test; need at least 2"
+    ):
         make_split(one)
 
 
