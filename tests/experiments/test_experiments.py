@@ -138,7 +138,8 @@ def test_profile_overrides_reach_the_config(tmp_path: Path) -> None:
     assert (ci.data.size, ci.train.epochs, ci.model.name) == ("64x32", 3, "unet_vgg16")
     assert (cpu.data.size, cpu.data.root, cpu.train.epochs) == ("256x128", "data/synth_cpu", 5)
     assert ci.name == "models-unet_vgg16" and ci.tracking.experiment == "cityseg-models"
-    camvid = experiments.resolve_config(suite, "camvid", suite.grid[-2])  # lraspp_lite0
+    arm = next(a for a in suite.grid if a.name == "lraspp_lite0-imagenet")
+    camvid = experiments.resolve_config(suite, "camvid", arm)
     assert (camvid.data.size, camvid.data.root) == ("384x288", "data/camvid")
     assert (camvid.model.encoder_weights, camvid.model.freeze_epochs) == ("imagenet", 1)
 
@@ -332,7 +333,9 @@ def test_ci_profile_trains_for_real_then_skips_and_reports(
     note = report.write_report(tmp_path / "docs" / "note.md", runs_dir=runs, bench_dir=tmp_path)
     text = note.read_text()
     metrics = json.loads((runs / "models" / "unet_mini" / "metrics.json").read_text())
-    assert f"| `unet_mini` | unet_mini | {metrics['val']['miou']:.3f} |" in text.replace("**", "")
+    assert f"| `unet_mini` | unet_mini | scratch | {metrics['val']['miou']:.3f} |" in text.replace(
+        "**", ""
+    )
 
 
 def test_cli_list_json_and_report(tmp_path: Path) -> None:

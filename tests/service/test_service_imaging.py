@@ -195,7 +195,7 @@ def test_heif_and_avif_brands_are_415_naming_them(brand: bytes) -> None:
         decode_image(data, max_pixels=LIMIT, name="phone.heic")
     assert info.value.status == 415
     assert info.value.message == (
-        "phone.heic: unsupported image format HEIF/AVIF; send PNG, JPEG, WebP or BMP"
+        "phone.heic: unsupported image format HEIF/AVIF; send PNG, JPEG, WebP, BMP or GIF"
     )
 
 

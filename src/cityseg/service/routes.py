@@ -284,11 +284,17 @@ async def segment(
             del data, decode  # the compressed bytes are not needed past decoding
             result = await _segment(state, image)
             headers = _headers(state.predictor, result)
+            response: Response
             if fmt is OutputFormat.json:
                 body = await anyio.to_thread.run_sync(_json_body, state, image, result)
-                return JSONResponse(body, headers=headers)
-            png = await anyio.to_thread.run_sync(_render, fmt, image, result.categories, alpha)
-    return Response(png, media_type="image/png", headers=headers)
+                response = JSONResponse(body, headers=headers)
+            else:
+                png = await anyio.to_thread.run_sync(_render, fmt, image, result.categories, alpha)
+                response = Response(png, media_type="image/png", headers=headers)
+            # Free the decoded image before the slot is: a reference kept until the function
+            # returned let the next upload decode beside it (4 images alive with 2 slots).
+            del image, result
+    return response
 
 
 # ----------------------------------------------------------------------------- samples
