@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +9,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from service_helpers import FakePredictor, expected_mask, random_image, street_scene
+from service_helpers import FakePredictor, expected_mask, random_image, running, street_scene
 
 from cityseg.data import labels
 from cityseg.service.app import create_app
@@ -56,19 +53,9 @@ def client(fake_predictor: FakePredictor, sample_store: SampleStore) -> Iterator
         yield test_client
 
 
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real uvicorn server in a thread (fake predictor, a little slow); yields its base URL."""
-    import httpx
-    import uvicorn
-
     tmp = tmp_path_factory.mktemp("live")
     refs = []
     for i in range(2):
@@ -79,21 +66,5 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         Image.fromarray(labels.categories_to_label_ids(truth)).save(label_path)
         refs.append(make_ref(image_path, label_path, "testcity"))
     app = create_app(Settings(), predictor=FakePredictor(delay_s=0.01), samples=SampleStore(refs))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    else:
-        raise RuntimeError("live server did not start")
-    yield url
-    server.should_exit = True
-    thread.join(timeout=10)
+    with running(app) as url:
+        yield url
