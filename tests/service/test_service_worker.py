@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 
 import numpy as np
 import pytest
@@ -116,3 +117,22 @@ def test_full_queue_is_503_with_retry_after_over_http() -> None:
         assert "busy" in rejected.json()["detail"]
         predictor.gate.set()
         assert busy.result().status_code == 200 and queued.result().status_code == 200
+
+
+def test_the_worker_lets_go_of_an_image_before_its_caller_resumes() -> None:
+    # A request frees its active slot as soon as it has its mask: an image still held by the
+    # inference thread then (it used to be, until its next job) breaks the memory bound.
+    worker = InferenceWorker(FakePredictor())
+
+    async def segment_and_check() -> bool:
+        image = random_image(32, 16)
+        alive = weakref.ref(image)
+        future = worker.submit(image)
+        del image
+        await future
+        return alive() is None
+
+    try:
+        assert all(asyncio.run(segment_and_check()) for _ in range(5))
+    finally:
+        worker.close()

@@ -228,13 +228,41 @@ def _headers(predictor: PredictorLike, result: Result) -> dict[str, str]:
     }
 
 
-def _json_body(state: ServiceState, image: np.ndarray, result: Result) -> dict[str, Any]:
+class _Handoff:
+    """An image handed to one thread call, which lets go of it there.
+
+    anyio keeps a call's arguments and result until after the awaiting request has resumed,
+    so an image passed or returned directly could outlive its request's active slot: 3 and
+    4 decoded images were alive at once with 2 slots.
+    """
+
+    def __init__(self) -> None:
+        self._image: np.ndarray | None = None
+
+    def put(self, image: np.ndarray) -> None:
+        self._image = image
+
+    def take(self) -> np.ndarray:
+        image, self._image = self._image, None
+        if image is None:
+            raise RuntimeError("no image was handed over")
+        return image
+
+
+def _decode(handoff: _Handoff, data: bytes, max_pixels: int, name: str) -> tuple[int, int]:
+    """Decode into `handoff`; returns (height, width)."""
+    image = imaging.decode_image(data, max_pixels=max_pixels, name=name)
+    handoff.put(image)
+    return image.shape[0], image.shape[1]
+
+
+def _json_body(state: ServiceState, size: tuple[int, int], result: Result) -> dict[str, Any]:
     assert state.predictor is not None
     categories = result.categories
     return {
         "model": state.predictor.name,
-        "width": int(image.shape[1]),
-        "height": int(image.shape[0]),
+        "width": int(size[1]),
+        "height": int(size[0]),
         "inference_ms": round(result.inference_ms, 2),
         "categories": analysis.describe(categories, state.settings.max_regions),
         "mask_png": base64.b64encode(imaging.encode_png(categories)).decode("ascii"),
@@ -242,7 +270,8 @@ def _json_body(state: ServiceState, image: np.ndarray, result: Result) -> dict[s
     }
 
 
-def _render(fmt: OutputFormat, image: np.ndarray, categories: np.ndarray, alpha: float) -> bytes:
+def _render(fmt: OutputFormat, handoff: _Handoff, categories: np.ndarray, alpha: float) -> bytes:
+    image = handoff.take()
     if fmt is OutputFormat.categories:
         return imaging.encode_png(categories)
     if fmt is OutputFormat.labelIds:
@@ -279,21 +308,28 @@ async def segment(
     async with admission.admit():
         data, name = await read_upload(request, settings.max_upload_bytes, settings.body_timeout_s)
         async with admission.active():
-            decode = partial(imaging.decode_image, max_pixels=settings.pixel_limit, name=name)
-            image = await anyio.to_thread.run_sync(decode, data)
+            # The decoded image lives in this slot only: it goes to the threads through a
+            # handoff, and its last reference here is dropped before the slot is released.
+            handoff = _Handoff()
+            decode = partial(_decode, handoff, max_pixels=settings.pixel_limit, name=name)
+            size = await anyio.to_thread.run_sync(decode, data)
             del data, decode  # the compressed bytes are not needed past decoding
+            image = handoff.take()
             result = await _segment(state, image)
             headers = _headers(state.predictor, result)
             response: Response
             if fmt is OutputFormat.json:
-                body = await anyio.to_thread.run_sync(_json_body, state, image, result)
+                del image
+                body = await anyio.to_thread.run_sync(_json_body, state, size, result)
                 response = JSONResponse(body, headers=headers)
             else:
-                png = await anyio.to_thread.run_sync(_render, fmt, image, result.categories, alpha)
-                response = Response(png, media_type="image/png", headers=headers)
-            # Free the decoded image before the slot is: a reference kept until the function
-            # returned let the next upload decode beside it (4 images alive with 2 slots).
-            del image, result
+                handoff.put(image)
+                del image
+                render = partial(_render, fmt, handoff, result.categories, alpha)
+                response = Response(
+                    await anyio.to_thread.run_sync(render), media_type="image/png", headers=headers
+                )
+            del result
     return response
 
 
@@ -401,7 +437,7 @@ async def sample_prediction(state: ReadyDep, sid: SampleId) -> JSONResponse:
     async with state.admission.admit(), state.admission.active():
         image = await anyio.to_thread.run_sync(ref.read_image)
         result = await _segment(state, image)
-        body = await anyio.to_thread.run_sync(_json_body, state, image, result)
+        body = await anyio.to_thread.run_sync(_json_body, state, image.shape[:2], result)
         label_ids = await anyio.to_thread.run_sync(ref.read_label_ids)
     if label_ids is not None:
         iou = analysis.image_iou(label_ids, result.categories)

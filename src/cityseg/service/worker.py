@@ -48,9 +48,15 @@ class Result:
 
 @dataclass
 class _Job:
-    image: np.ndarray
+    image: np.ndarray | None
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future = field(repr=False)
+
+    def take_image(self) -> np.ndarray:
+        """The image, no longer referenced by the job."""
+        image, self.image = self.image, None
+        assert image is not None, "a job's image is taken once"
+        return image
 
 
 class InferenceWorker:
@@ -91,28 +97,36 @@ class InferenceWorker:
         self._thread.join(timeout=30)
 
     def _loop(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            batch = [job]
-            while len(batch) < self.max_batch:
-                try:
-                    extra = self._jobs.get_nowait()
-                except queue.Empty:
-                    break
-                if extra is None:  # stop after this batch
-                    self._jobs.put(None)
-                    break
-                batch.append(extra)
+        while (batch := self._next_batch()) is not None:
             self._serve(batch)
 
+    def _next_batch(self) -> list[_Job] | None:
+        """Block for one job, then take what else is waiting (None once closed)."""
+        job = self._jobs.get()
+        if job is None:
+            return None
+        batch = [job]
+        while len(batch) < self.max_batch:
+            try:
+                extra = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if extra is None:  # stop after this batch
+                self._jobs.put(None)
+                break
+            batch.append(extra)
+        return batch
+
     def _serve(self, batch: list[_Job]) -> None:
+        images = [job.take_image() for job in batch]
         try:
-            results: list[Any] = self._run_batch([job.image for job in batch])
+            results: list[Any] = self._run_batch(images)
         except Exception as err:  # handed to each caller; the thread must survive
             log.exception("inference failed for a batch of %d", len(batch))
-            results = [err] * len(batch)
+            results = [err.with_traceback(None)] * len(batch)  # the frames hold the images
+        # Let go of the images before their requests resume: a request frees its active slot
+        # as soon as it has its mask, and the next one may decode at once.
+        del images
         for job, result in zip(batch, results, strict=True):
             job.loop.call_soon_threadsafe(_settle, job.future, result)
 
