@@ -16,6 +16,8 @@ from cityseg.data.split import (
     default_manifest_path,
     load_manifest,
     make_split,
+    parse_cities,
+    parse_cities_names,
 )
 
 CITIES = {
@@ -293,3 +295,61 @@ def test_decode_lists_every_bad_file_on_its_own_line(tmp_path: Path) -> None:
     assert [
         line.startswith("  ") and p.name in line for line, p in zip(lines[1:], broken, strict=True)
     ] == [True, True]
+
+
+def test_cities_named_for_test_pool_both_official_splits(root: Path) -> None:
+    # A dataset whose official split shares drives (CamVid): test is every frame of the named
+    # cities, wherever the official split filed them, and validation is named the same way.
+    manifest = make_split(root, test_cities=["lindau", "bochum"], val_cities=["cologne"], seed=3)
+    assert manifest.cities("test") == ["bochum", "lindau"]
+    assert sorted(s.split for s in manifest.test) == ["train", "train", "val", "val"]
+    assert manifest.cities("val") == ["cologne"]
+    assert manifest.cities("train") == ["aachen", "dresden", "erfurt", "frankfurt", "hamburg"]
+    assert len(manifest.train) == 10 and len(manifest.val) == 2
+    assert manifest.method == {"val_cities": ["cologne"], "test_cities": ["bochum", "lindau"]}
+    assert manifest.seed == 3
+    counted = make_split(root, test_cities=["lindau"], val_cities=2, seed=1)
+    assert counted.cities("test") == ["lindau"] and len(counted.cities("val")) == 2
+    assert counted.method == {"val_cities": 2, "test_cities": ["lindau"]}
+    _assert_no_leak(counted)
+    pooled = make_split(root, test_cities="lindau")  # one name as a plain string
+    assert pooled.cities("test") == ["lindau"]
+    assert pooled.to_dict(root)["official"] == {s: "train+val" for s in SETS}
+    assert make_split(root).to_dict(root)["official"] == {
+        "train": "train",
+        "val": "train",
+        "test": "val",
+    }
+
+
+def test_unknown_or_all_named_cities_are_refused_with_the_names(root: Path) -> None:
+    with pytest.raises(ValueError, match=r"^test_cities: \['nowhere'\] are no cities of .*aachen"):
+        make_split(root, test_cities=["nowhere", "lindau"])
+    with pytest.raises(ValueError, match=r"^val_cities: \['x', 'y'\] are no cities of "):
+        make_split(root, val_cities=["y", "x", "aachen"])
+    everything = CITIES["train"]
+    with pytest.raises(ValueError, match=r"^val_cities=\['aachen', .*: no city left for training$"):
+        make_split(root, val_cities=everything)
+    for wrong in (0, 6):
+        with pytest.raises(ValueError, match=rf"^val_cities={wrong}: expected 1\.\.5$"):
+            make_split(root, val_cities=wrong)
+    for fraction in (0.0, 1.0):
+        with pytest.raises(ValueError, match=rf"^val_fraction={fraction}: expected a number in"):
+            make_split(root, val_fraction=fraction)
+
+
+@pytest.mark.parametrize(
+    ("text", "count_or_names", "names"),
+    [
+        (None, None, None),
+        ("", None, None),
+        ("  ", None, None),
+        ("2", 2, ["2"]),
+        (" 12 ", 12, ["12"]),
+        ("0006R0", ["0006R0"], ["0006R0"]),
+        (" 0006R0, 0016E5,, ", ["0006R0", "0016E5"], ["0006R0", "0016E5"]),
+    ],
+)
+def test_city_options_parse_counts_and_names(text: str | None, count_or_names, names) -> None:  # type: ignore[no-untyped-def]
+    assert parse_cities(text) == count_or_names
+    assert parse_cities_names(text) == names
