@@ -88,6 +88,7 @@ def test_real_suite_files_parse_and_name_what_differs() -> None:
         "lraspp_mobilenetv3",
         "lraspp_lite0",
         "lraspp_lite0-imagenet",
+        "lraspp_lite0-imagenet-frozen12",
         "deeplabv3plus_lite0",
         "deeplabv3plus_lite0-imagenet",
     ]
@@ -95,7 +96,7 @@ def test_real_suite_files_parse_and_name_what_differs() -> None:
     # camvid: the pretrained real-time model beside LR-ASPP from scratch
     assert len(experiments.select_arms(models, "cpu")) == 8
     assert [a.name for a in experiments.select_arms(models, "camvid")] == [
-        "lraspp_lite0-imagenet",
+        "lraspp_lite0-imagenet-frozen12",
         "lraspp_mobilenetv3",
     ]
     aug = experiments.load_suite("augmentation", SUITES)
@@ -199,6 +200,27 @@ def test_loss_suite_trains_the_best_validation_model(tmp_path: Path, fake_data) 
     assert "lraspp_mobilenetv3" in plan["choices"][0]
     # Another profile's models suite is not a choice for this one.
     assert experiments.best_run(runs, "models", "cpu") is None
+
+
+def test_loss_suite_copies_a_pretrained_winner_with_its_recipe(tmp_path: Path, fake_data) -> None:
+    # Copying the model's name alone trained the ImageNet winner from scratch in the loss suite.
+    runs = tmp_path / "runs"
+    train = FakeTrain({"lraspp_lite0": 0.7, "unet_mini": 0.6})
+    models = yaml.safe_load((SUITES / "models.yaml").read_text())
+    models["profiles"]["ci"]["arms"] = ["unet_mini", "lraspp_lite0-imagenet"]
+    suites = _suite_dir(tmp_path, models=models)
+    experiments.run_suite(
+        "models", "ci", runs_dir=runs, suites_dir=suites, overrides=fake_data, train_fn=train
+    )
+    loss = experiments.load_suite("loss", suites)
+    values, notes = experiments.chosen_fields(loss, "ci", runs)
+    assert values == {
+        "model.name": "lraspp_lite0",
+        "model.encoder_weights": "imagenet",
+        "model.freeze_epochs": 1,
+        "train.encoder_lr_scale": 0.1,
+    }
+    assert "lraspp_lite0-imagenet" in notes[0]
 
 
 def test_chosen_model_respects_the_latency_budget(tmp_path: Path, fake_data) -> None:
