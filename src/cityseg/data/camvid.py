@@ -36,7 +36,13 @@ from cityscapesscripts.helpers.labels import labels as _OFFICIAL_LABELS
 from cityscapesscripts.helpers.labels import name2label
 from PIL import Image
 
-from cityseg.data.cityscapes import IMAGE_SUFFIX, LABEL_SUFFIX, DataError, read_image
+from cityseg.data.cityscapes import (
+    IMAGE_SUFFIX,
+    LABEL_SUFFIX,
+    DataError,
+    read_image,
+    read_single_channel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -288,21 +294,11 @@ def colours_to_ids(rgb: np.ndarray, lut: tuple[np.ndarray, np.ndarray], source: 
 
 
 def _read_annotation(path: Path, colour: bool) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if colour:
-                return np.asarray(image.convert("RGB"))
-            if image.mode not in ("L", "P", "I", "I;16"):
-                raise DataError(
-                    f"{path}: annotation mode {image.mode!r}; expected a single-channel "
-                    "class-index PNG"
-                )
-            array = np.asarray(image)
-    except DataError:
-        raise
-    except (OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path}: unreadable or truncated annotation ({err})") from err
+    if colour:
+        return read_image(path, name="annotation")
+    array = read_single_channel(
+        path, name="annotation", mode_name="annotation", expected="class-index PNG"
+    )
     if array.min(initial=0) < 0:
         raise DataError(f"{path}: negative class values")
     return array.astype(np.int64)
