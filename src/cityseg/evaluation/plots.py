@@ -51,18 +51,15 @@ def learning_curves(history: Sequence[Mapping[str, float]], out: Path) -> Path:
     return save_figure(fig, out)
 
 
-def confusion_matrix(cm: np.ndarray, names: Sequence[str], out: Path, title: str = "") -> Path:
-    """Row-normalised confusion matrix (rows: ground truth, columns: prediction)."""
-    plt = pyplot()
+def draw_confusion(ax: Any, cm: np.ndarray, names: Sequence[str]) -> Any:
+    """Draw `cm` row-normalised on `ax` (names on both axes, each cell's share written in it,
+    rows without pixels left blank); returns the image, e.g. for a colour bar."""
     cm = np.asarray(cm, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
     image = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("ground truth")
     for i in range(norm.shape[0]):
         for j in range(norm.shape[1]):
             if rows[i, 0] > 0:
@@ -70,6 +67,16 @@ def confusion_matrix(cm: np.ndarray, names: Sequence[str], out: Path, title: str
                 ax.text(
                     j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color
                 )
+    return image
+
+
+def confusion_matrix(cm: np.ndarray, names: Sequence[str], out: Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix (rows: ground truth, columns: prediction)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    image = draw_confusion(ax, cm, names)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
     ax.set_title(title or "confusion matrix (row-normalised)")
     fig.colorbar(image, ax=ax, fraction=0.046)
     return save_figure(fig, out)

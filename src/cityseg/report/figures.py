@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from cityseg.data.labels import PALETTE
-from cityseg.evaluation.plots import pyplot, save_figure
+from cityseg.evaluation.plots import draw_confusion, pyplot, save_figure
 
 
 def _colors(categories: Sequence[str], all_categories: Sequence[str]) -> list[tuple]:
@@ -124,21 +124,9 @@ def optuna_trials(trials: list[dict[str, Any]], param: str, path: Path, title: s
 def confusion(matrix: np.ndarray, categories: Sequence[str], path: Path, title: str) -> Path:
     """Row-normalised confusion matrix (each row: where the pixels of a true category went)."""
     plt = pyplot()
-    matrix = np.asarray(matrix, dtype=np.float64)
-    rows = matrix.sum(axis=1, keepdims=True)
-    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(categories)), categories, rotation=45, ha="right")
-    ax.set_yticks(range(len(categories)), categories)
+    draw_confusion(ax, matrix, categories)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    for i in range(share.shape[0]):
-        for j in range(share.shape[1]):
-            if rows[i, 0] > 0:
-                color = "white" if share[i, j] > 0.5 else "black"
-                ax.text(
-                    j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color
-                )
     return save_figure(fig, path)
