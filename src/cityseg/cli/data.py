@@ -145,14 +145,12 @@ def augment_grid(
 
 def write_grid(rows: list, out: Path, title: str) -> None:  # type: ignore[type-arg]
     """Save rows of (name, image, mask) as image | overlay pairs."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
 
     from cityseg.data.labels import colorize
+    from cityseg.evaluation.plots import pyplot, save_figure
 
+    plt = pyplot()
     height, width = rows[0][1].shape[:2]
     fig, axes = plt.subplots(
         len(rows), 2, figsize=(2 * 4, len(rows) * 4 * height / width + 0.6), squeeze=False
@@ -167,10 +165,7 @@ def write_grid(rows: list, out: Path, title: str) -> None:  # type: ignore[type-
             ax.set_yticks([])
     axes[0, 0].set_title(f"image ({title})", fontsize=9)
     axes[0, 1].set_title("image + mask (void padding black)", fontsize=9)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    save_figure(fig, out, dpi=100)
 
 
 def bench_loader_cmd(

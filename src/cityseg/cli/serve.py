@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import typer
+
+from cityseg.cli.output import echo_json
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +93,7 @@ def bench_serve(
         max_seconds=max_seconds,
         worst_case_uploads=worst_case,
     )
-    text = json.dumps(result, indent=2)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(text + "\n")
-        typer.echo(f"wrote {json_out}")
-    typer.echo(text)
+    echo_json(result, json_out)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Typer) -> None:

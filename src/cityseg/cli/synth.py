@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from cityseg.cli.output import echo_json
+
 
 def synth(
     out: Path = typer.Option(
@@ -68,12 +70,7 @@ def bench_synth(
     from cityseg.common.sizes import parse_size
 
     result = run_bench(parse_size(size), frames, seed=seed)
-    text = json.dumps(result, indent=2)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(text + "\n")
-        typer.echo(f"wrote {json_out}")
-    typer.echo(text)
+    echo_json(result, json_out)
 
 
 def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Typer) -> None:

@@ -36,7 +36,13 @@ from cityscapesscripts.helpers.labels import labels as _OFFICIAL_LABELS
 from cityscapesscripts.helpers.labels import name2label
 from PIL import Image
 
-from cityseg.data.cityscapes import IMAGE_SUFFIX, LABEL_SUFFIX, DataError, read_image
+from cityseg.data.cityscapes import (
+    IMAGE_SUFFIX,
+    LABEL_SUFFIX,
+    DataError,
+    read_image,
+    read_single_channel,
+)
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +189,22 @@ def _pngs(folder: Path) -> dict[str, Path]:
     }
 
 
+def _pair(
+    images: dict[str, Path], annots: dict[str, Path], split: str, annot_dir: Path, suffix: str
+) -> list[Frame]:
+    """One frame per image (sorted by name) with its annotation `annots[name]`; DataError naming
+    the image and the file expected (`annot_dir/<name><suffix>.png`) when one is missing."""
+    frames: list[Frame] = []
+    for name in sorted(images):
+        if name not in annots:
+            raise DataError(
+                f"{images[name]}: annotation missing; expected {annot_dir / name}{suffix}.png"
+            )
+        city, stem = output_stem(name, images[name])
+        frames.append(Frame(images[name], annots[name], split, city, stem))
+    return frames
+
+
 def _segnet_frames(src: Path) -> list[Frame]:
     frames: list[Frame] = []
     for image_dir, annot_dir, split in SEGNET_SPLITS:
@@ -197,13 +219,7 @@ def _segnet_frames(src: Path) -> list[Frame]:
             raise DataError(
                 f"{annots[name]}: annotation without image {src / image_dir / name}.png"
             )
-        for name in sorted(images):
-            if name not in annots:
-                raise DataError(
-                    f"{images[name]}: annotation missing; expected {src / annot_dir / name}.png"
-                )
-            city, stem = output_stem(name, images[name])
-            frames.append(Frame(images[name], annots[name], split, city, stem))
+        frames += _pair(images, annots, split, src / annot_dir, "")
     return frames
 
 
@@ -219,15 +235,7 @@ def _colour_frames(src: Path) -> list[Frame]:
         if name[:-2] not in images:
             raise DataError(f"{path}: annotation without image {image_dir / name[:-2]}.png")
         by_image[name[:-2]] = path
-    frames = []
-    for name in sorted(images):
-        if name not in by_image:
-            raise DataError(
-                f"{images[name]}: annotation missing; expected {label_dir / name}_L.png"
-            )
-        city, stem = output_stem(name, images[name])
-        frames.append(Frame(images[name], by_image[name], "train", city, stem))
-    return frames
+    return _pair(images, by_image, "train", label_dir, "_L")
 
 
 def read_label_colors(path: Path) -> dict[tuple[int, int, int], int]:
@@ -288,21 +296,11 @@ def colours_to_ids(rgb: np.ndarray, lut: tuple[np.ndarray, np.ndarray], source: 
 
 
 def _read_annotation(path: Path, colour: bool) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            image.load()
-            if colour:
-                return np.asarray(image.convert("RGB"))
-            if image.mode not in ("L", "P", "I", "I;16"):
-                raise DataError(
-                    f"{path}: annotation mode {image.mode!r}; expected a single-channel "
-                    "class-index PNG"
-                )
-            array = np.asarray(image)
-    except DataError:
-        raise
-    except (OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path}: unreadable or truncated annotation ({err})") from err
+    if colour:
+        return read_image(path, name="annotation")
+    array = read_single_channel(
+        path, name="annotation", mode_name="annotation", expected="class-index PNG"
+    )
     if array.min(initial=0) < 0:
         raise DataError(f"{path}: negative class values")
     return array.astype(np.int64)

@@ -153,31 +153,47 @@ def _report(problems: list[str], skip_bad: bool, where: str) -> None:
     log.warning("skipping %d bad file(s) in the %s:\n  %s", len(problems), where, listing)
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an RGB image to uint8 (H, W, 3); DataError naming the file if it cannot."""
+def read_image(path: str | Path, *, name: str = "image") -> np.ndarray:
+    """Decode an RGB image to uint8 (H, W, 3); DataError naming the file if it cannot.
+
+    `name` is what the message calls the file ("unreadable or truncated {name}").
+    """
     try:
         with Image.open(path) as image:
             image.load()
             return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
     except (OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path}: unreadable or truncated image ({err})") from err
+        raise DataError(f"{path}: unreadable or truncated {name} ({err})") from err
 
 
-def read_label(path: str | Path) -> np.ndarray:
-    """Decode a labelIds PNG to uint8 (H, W) official ids; DataError naming the file."""
+def read_single_channel(
+    path: str | Path, *, name: str, mode_name: str, expected: str
+) -> np.ndarray:
+    """Decode a single-channel (class-index) PNG to its raw array; DataError naming the file.
+
+    The messages call the file `name` ("unreadable or truncated {name}") and, when the PNG
+    is not single-channel, `mode_name` ("{mode_name} mode 'RGB'; expected a single-channel
+    {expected}"). Shared by Cityscapes labelIds and CamVid class-index annotations.
+    """
     try:
         with Image.open(path) as image:
             image.load()
             if image.mode not in ("L", "P", "I", "I;16"):
                 raise DataError(
-                    f"{path}: label image mode {image.mode!r}; expected a single-channel "
-                    "8-bit labelIds PNG"
+                    f"{path}: {mode_name} mode {image.mode!r}; expected a single-channel {expected}"
                 )
-            array = np.asarray(image)
+            return np.asarray(image)
     except DataError:
         raise
     except (OSError, SyntaxError, ValueError) as err:
-        raise DataError(f"{path}: unreadable or truncated label PNG ({err})") from err
+        raise DataError(f"{path}: unreadable or truncated {name} ({err})") from err
+
+
+def read_label(path: str | Path) -> np.ndarray:
+    """Decode a labelIds PNG to uint8 (H, W) official ids; DataError naming the file."""
+    array = read_single_channel(
+        path, name="label PNG", mode_name="label image", expected="8-bit labelIds PNG"
+    )
     if array.dtype != np.uint8:
         if array.min(initial=0) < 0 or array.max(initial=0) > 255:
             raise DataError(f"{path}: label values outside 0..255 are no Cityscapes ids")

@@ -14,7 +14,8 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot() -> Any:
+def pyplot() -> Any:
+    """`matplotlib.pyplot` on the Agg back end: files only, never a window (nor a display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,17 +24,20 @@ def _pyplot() -> Any:
     return plt
 
 
-def _save(fig: Any, out: Path) -> Path:
+def save_figure(fig: Any, out: Path, dpi: int = 110) -> Path:
+    """Lay out `fig`, write it to `out` (creating the folder), close it; returns `out`.
+
+    The one way every figure of the project is saved (run plots, the report, the CLI)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    _pyplot().close(fig)
+    fig.savefig(out, dpi=dpi)
+    pyplot().close(fig)
     return out
 
 
 def learning_curves(history: Sequence[Mapping[str, float]], out: Path) -> Path:
     """Loss and mIoU per epoch, train vs validation, side by side."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
     for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "miou", "mIoU")):
@@ -44,21 +48,18 @@ def learning_curves(history: Sequence[Mapping[str, float]], out: Path) -> Path:
         ax.set_title(title)
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
-def confusion_matrix(cm: np.ndarray, names: Sequence[str], out: Path, title: str = "") -> Path:
-    """Row-normalised confusion matrix (rows: ground truth, columns: prediction)."""
-    plt = _pyplot()
+def draw_confusion(ax: Any, cm: np.ndarray, names: Sequence[str]) -> Any:
+    """Draw `cm` row-normalised on `ax` (names on both axes, each cell's share written in it,
+    rows without pixels left blank); returns the image, e.g. for a colour bar."""
     cm = np.asarray(cm, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(6.5, 5.5))
     image = ax.imshow(norm, vmin=0, vmax=1, cmap="Blues")
     ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("prediction")
-    ax.set_ylabel("ground truth")
     for i in range(norm.shape[0]):
         for j in range(norm.shape[1]):
             if rows[i, 0] > 0:
@@ -66,14 +67,24 @@ def confusion_matrix(cm: np.ndarray, names: Sequence[str], out: Path, title: str
                 ax.text(
                     j, i, f"{norm[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color
                 )
+    return image
+
+
+def confusion_matrix(cm: np.ndarray, names: Sequence[str], out: Path, title: str = "") -> Path:
+    """Row-normalised confusion matrix (rows: ground truth, columns: prediction)."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    image = draw_confusion(ax, cm, names)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
     ax.set_title(title or "confusion matrix (row-normalised)")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def per_category_iou(per_category: Mapping[str, float], out: Path, title: str = "") -> Path:
     """Bar chart of IoU per category (NaN = category absent from both truth and prediction)."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(per_category)
     values = [per_category[n] for n in names]
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -91,12 +102,12 @@ def per_category_iou(per_category: Mapping[str, float], out: Path, title: str = 
     ax.set_ylabel("IoU")
     ax.tick_params(axis="x", rotation=30)
     ax.set_title(title or "IoU per category")
-    return _save(fig, out)
+    return save_figure(fig, out)
 
 
 def examples_grid(rows: Sequence[Mapping[str, Any]], out: Path, title: str = "") -> Path:
     """One row per example: image | ground truth | prediction | overlay, each titled."""
-    plt = _pyplot()
+    plt = pyplot()
     columns = ("image", "truth", "prediction", "overlay")
     fig, axes = plt.subplots(len(rows), 4, figsize=(12, 1.9 * len(rows) + 0.4), squeeze=False)
     for r, row in enumerate(rows):
@@ -111,4 +122,4 @@ def examples_grid(rows: Sequence[Mapping[str, Any]], out: Path, title: str = "")
                 ax.set_title(key)
     if title:
         fig.suptitle(title)
-    return _save(fig, out)
+    return save_figure(fig, out)

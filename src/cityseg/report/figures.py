@@ -9,23 +9,7 @@ from typing import Any
 import numpy as np
 
 from cityseg.data.labels import PALETTE
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
-    return path
+from cityseg.evaluation.plots import draw_confusion, pyplot, save_figure
 
 
 def _colors(categories: Sequence[str], all_categories: Sequence[str]) -> list[tuple]:
@@ -40,7 +24,7 @@ def class_frequencies(
     freqs: dict[str, float], all_categories: Sequence[str], path: Path, title: str
 ) -> Path:
     """Bar chart of the share of pixels per category."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(freqs)
     fig, ax = plt.subplots(figsize=(7, 3.2))
     ax.bar(names, [100 * freqs[n] for n in names], color=_colors(names, all_categories))
@@ -48,14 +32,14 @@ def class_frequencies(
     ax.set_title(title)
     for i, name in enumerate(names):
         ax.text(i, 100 * freqs[name], f"{100 * freqs[name]:.1f}", ha="center", va="bottom")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def learning_curves(
     curves: dict[str, list[tuple[int, float]]], path: Path, ylabel: str, title: str
 ) -> Path:
     """One line per run: `ylabel` against the epoch."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     for name, points in curves.items():
         if points:
@@ -66,14 +50,14 @@ def learning_curves(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def grouped_bars(
     series: dict[str, dict[str, float]], categories: Sequence[str], path: Path, title: str
 ) -> Path:
     """Per-category IoU, one group per category and one bar per series (run)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.6))
     n = max(len(series), 1)
     width = 0.8 / n
@@ -87,14 +71,14 @@ def grouped_bars(
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=min(n, 3))
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def seed_spread(
     arms: dict[str, list[float]], path: Path, title: str, baseline: str | None = None
 ) -> Path:
     """Mean ± std per arm with every seed drawn as a dot, so noise is visible next to gains."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(arms)
     fig, ax = plt.subplots(figsize=(8, 3.6))
     means = [float(np.mean(arms[n])) for n in names]
@@ -112,12 +96,12 @@ def seed_spread(
     ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def optuna_trials(trials: list[dict[str, Any]], param: str, path: Path, title: str) -> Path:
     """Validation mIoU of each trial against the learning rate (log axis)."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.4))
     for state, marker in (("complete", "o"), ("pruned", "x")):
         points = [
@@ -134,27 +118,15 @@ def optuna_trials(trials: list[dict[str, Any]], param: str, path: Path, title: s
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def confusion(matrix: np.ndarray, categories: Sequence[str], path: Path, title: str) -> Path:
     """Row-normalised confusion matrix (each row: where the pixels of a true category went)."""
-    plt = _pyplot()
-    matrix = np.asarray(matrix, dtype=np.float64)
-    rows = matrix.sum(axis=1, keepdims=True)
-    share = np.divide(matrix, rows, out=np.zeros_like(matrix), where=rows > 0)
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(categories)), categories, rotation=45, ha="right")
-    ax.set_yticks(range(len(categories)), categories)
+    draw_confusion(ax, matrix, categories)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    for i in range(share.shape[0]):
-        for j in range(share.shape[1]):
-            if rows[i, 0] > 0:
-                color = "white" if share[i, j] > 0.5 else "black"
-                ax.text(
-                    j, i, f"{share[i, j]:.2f}", ha="center", va="center", fontsize=7, color=color
-                )
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from cityseg.report.figures import _pyplot, _save, grouped_bars, learning_curves
+from cityseg.evaluation.plots import pyplot, save_figure
+from cityseg.report.figures import grouped_bars, learning_curves
 from cityseg.report.note import Note
 from cityseg.report.runs import DASH, RunInfo, collect_runs, fmt, num, table
 
@@ -246,7 +247,7 @@ def example_figure(runs: Sequence[RunInfo], path: Path, count: int = 3) -> Path 
     except Exception as err:  # a missing model must not stop the note
         log.warning("no example figure: %s", err)
         return None
-    plt = _pyplot()
+    plt = pyplot()
     columns = 2 + len(shown)
     fig, axes = plt.subplots(count, columns, figsize=(2.6 * columns, 2.1 * count), squeeze=False)
     for row, sample in zip(axes, chosen, strict=True):
@@ -262,4 +263,4 @@ def example_figure(runs: Sequence[RunInfo], path: Path, count: int = 3) -> Path 
             ax.set_xticks([])
             ax.set_yticks([])
         row[0].set_ylabel(sample.stem, fontsize=6)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -262,8 +262,6 @@ LATENCY_HEADER = (
 
 def section_pipeline(note: Note, bench_dir: Path) -> None:
     note.add("## 7. Data pipeline and speed")
-    loader_path = _first_file(bench_dir, ("loader.json", "bench_loader.json"))
-    loader = read_json(loader_path) if loader_path else None
     note.add(
         "Training batches come from a `keras.utils.PyDataset` (`CityscapesSequence`): frames are "
         "decoded and resized once (image bilinear, mask nearest, aspect kept) into an on-disk "
@@ -272,44 +270,66 @@ def section_pipeline(note: Note, bench_dir: Path) -> None:
         "OpenCV release the GIL, and processes would pickle every batch back); the last "
         "partial batch is kept."
     )
-    if loader is not None:
-        rows = loader_rows(loader)
-        if rows:
-            note.add(
-                f"Measured loader throughput (`{loader_path}`: batches of "
-                f"{fmt(loader.get('batch_size'), 0)} at {_size_text(loader.get('size'))}, "
-                f"{fmt(loader.get('cores'), 0)} cores; per-core efficiency is the speed-up "
-                "divided by the workers that the cores can run at once, 1.0 being the limit):",
-                table(LOADER_HEADER, rows),
-            )
-        else:
-            note.add(f"Measured loader throughput (`{loader_path}`):", json_table(loader))
-    else:
-        note.add(
-            f"No loader benchmark found: run `cityseg bench loader --json {bench_dir / 'loader.json'}`."
-        )
+    _add_benchmark(
+        note,
+        bench_dir,
+        "loader",
+        "Measured loader throughput",
+        loader_rows,
+        LOADER_HEADER,
+        _loader_details,
+    )
     grid = note.fig_dir / "augmentations.png"
     note.figure(grid, "The augmentation techniques applied to one frame (image and mask)")
-    latency_path = _first_file(bench_dir, ("latency.json", "bench_latency.json"))
-    latency = read_json(latency_path) if latency_path else None
-    if latency is not None:
-        rows = latency_rows(latency)
-        if rows:
-            machine = latency.get("machine") or {}
-            note.add(
-                f"Inference latency (`{latency_path}`: batch 1 after warm-up, each variant in a "
-                "fresh process; float32 matrix-multiply peak measured in the same run: "
-                f"{fmt(machine.get('matmul_peak_gflops'), 0)} GFLOP/s on "
-                f"{fmt(machine.get('cores'), 0)} cores; int8 kernels can exceed that float32 "
-                "peak):",
-                table(LATENCY_HEADER, rows),
-            )
-        else:
-            note.add(f"Inference latency (`{latency_path}`):", json_table(latency))
-    else:
+    _add_benchmark(
+        note,
+        bench_dir,
+        "latency",
+        "Inference latency",
+        latency_rows,
+        LATENCY_HEADER,
+        _latency_details,
+    )
+
+
+def _add_benchmark(
+    note: Note,
+    bench_dir: Path,
+    kind: str,
+    title: str,
+    rows_of: Callable[[Any], list[tuple[str, ...]] | None],
+    header: Sequence[str],
+    details: Callable[[Any], str],
+) -> None:
+    """The result of `cityseg bench KIND`: a table of its rows (its raw JSON when it has none),
+    or, when neither KIND.json nor bench_KIND.json is found, the command that measures it."""
+    path = _first_file(bench_dir, (f"{kind}.json", f"bench_{kind}.json"))
+    result = read_json(path) if path else None
+    if result is None:
         note.add(
-            f"No latency benchmark found: run `cityseg bench latency --json {bench_dir / 'latency.json'}`."
+            f"No {kind} benchmark found: run `cityseg bench {kind} --json {bench_dir / f'{kind}.json'}`."
         )
+    elif rows := rows_of(result):
+        note.add(f"{title} (`{path}`: {details(result)}):", table(header, rows))
+    else:
+        note.add(f"{title} (`{path}`):", json_table(result))
+
+
+def _loader_details(loader: Any) -> str:
+    return (
+        f"batches of {fmt(loader.get('batch_size'), 0)} at {_size_text(loader.get('size'))}, "
+        f"{fmt(loader.get('cores'), 0)} cores; per-core efficiency is the speed-up "
+        "divided by the workers that the cores can run at once, 1.0 being the limit"
+    )
+
+
+def _latency_details(latency: Any) -> str:
+    machine = latency.get("machine") or {}
+    return (
+        "batch 1 after warm-up, each variant in a fresh process; float32 matrix-multiply peak "
+        f"measured in the same run: {fmt(machine.get('matmul_peak_gflops'), 0)} GFLOP/s on "
+        f"{fmt(machine.get('cores'), 0)} cores; int8 kernels can exceed that float32 peak"
+    )
 
 
 def _size_text(size: Any) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,34 +20,33 @@ log = logging.getLogger(__name__)
 _MAX_PARAM_CHARS = 500
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists and tuples become comma-joined strings."""
-    flat: dict[str, Any] = {}
+def _leaves(tree: Mapping[str, Any], prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted name, value) of each non-mapping value of a nested dict, depth first in order."""
     for key, value in tree.items():
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, list | tuple):
-            flat[name] = ",".join(str(v) for v in value)
+            yield from _leaves(value, f"{name}.")
         else:
-            flat[name] = value
-    return flat
+            yield name, value
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`; lists and tuples become comma-joined strings."""
+    return {
+        name: ",".join(str(v) for v in value) if isinstance(value, list | tuple) else value
+        for name, value in _leaves(tree, prefix)
+    }
 
 
 def numeric_metrics(tree: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
     """The finite numbers of a nested dict, flattened with `.` (lists are skipped)."""
-    out: dict[str, float] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(numeric_metrics(value, f"{name}."))
-        elif (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(float(value))
-        ):
-            out[name] = float(value)
-    return out
+    return {
+        name: float(value)
+        for name, value in _leaves(tree, prefix)
+        if isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(float(value))
+    }
 
 
 class Tracker:
