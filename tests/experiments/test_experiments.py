@@ -223,6 +223,24 @@ def test_loss_suite_copies_a_pretrained_winner_with_its_recipe(tmp_path: Path, f
     assert "lraspp_lite0-imagenet" in notes[0]
 
 
+def test_arms_option_runs_only_those_and_records_a_partial_suite(tmp_path: Path, fake_data) -> None:
+    runs, train = tmp_path / "runs", FakeTrain()
+    suites = _suite_dir(tmp_path)
+    record = experiments.run_suite(
+        "models",
+        "ci",
+        runs_dir=runs,
+        suites_dir=suites,
+        overrides=fake_data,
+        train_fn=train,
+        arms=["lraspp_mobilenetv3"],
+    )
+    assert [name for name, _ in train.calls] == ["models-lraspp_mobilenetv3"]
+    assert record["invocations"][-1]["status"] == "partial"
+    with pytest.raises(experiments.SuiteError, match=r"--arms \['nope'\]: not arms of models"):
+        experiments.run_suite("models", "ci", runs_dir=runs, suites_dir=suites, arms=["nope"])
+
+
 def test_chosen_model_respects_the_latency_budget(tmp_path: Path, fake_data) -> None:
     runs = tmp_path / "runs"
     train = FakeTrain({"lraspp_mobilenetv3": 0.7, "unet_mini": 0.6}, ms={"lraspp_mobilenetv3": 50})

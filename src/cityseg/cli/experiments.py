@@ -38,6 +38,11 @@ def run(
     overrides: list[str] = typer.Option(
         [], "--set", help="Config override applied to every run, e.g. data.root=data/x."
     ),
+    arms: str = typer.Option(
+        "",
+        help="Only these arms of the profile, comma-separated (e.g. lraspp_lite0,"
+        "lraspp_lite0-imagenet); the suite is then recorded as partial.",
+    ),
 ) -> None:
     """Run a suite's grid (skipping complete runs, resuming checkpointed ones)."""
     from cityseg import experiments
@@ -57,6 +62,7 @@ def run(
                 suites_dir=suites_dir,
                 overrides=overrides,
                 dry_run=dry_run,
+                arms=[a.strip() for a in arms.split(",") if a.strip()],
             )
             if dry_run:
                 _print_plan(record)

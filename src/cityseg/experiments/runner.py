@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -106,23 +106,25 @@ def run_suite(
     dry_run: bool = False,
     train_fn: TrainFn | None = None,
     command: str | None = None,
+    arms: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Run every missing run of suite `name` under `profile`; return the suite record.
 
     With `dry_run` nothing is trained or written: the record lists the planned runs and
-    their status (done / resume / new / stale).
+    their status (done / resume / new / stale). `arms` limits the run to those arms of the
+    profile (the suite is then recorded as partial, and its Optuna study is not run).
     """
     runs_dir = Path(runs_dir)
     suite = load_suite(name, suites_dir)
     spec = profile_spec(suite, profile)
     extra = dict(overrides) if isinstance(overrides, dict) else parse_overrides(overrides)
-    planned = plan_suite(suite, profile, runs_dir, extra)
+    planned = _only_arms(plan_suite(suite, profile, runs_dir, extra), arms, suite, profile)
     if dry_run:
         return _dry_record(suite, profile, runs_dir, planned, spec)
 
     # Pin the dataset root and manifest in every config, so that skip-complete compares them.
     extra.update(ensure_data(planned[0].config, spec.get("data") or {}))
-    planned = plan_suite(suite, profile, runs_dir, extra)
+    planned = _only_arms(plan_suite(suite, profile, runs_dir, extra), arms, suite, profile)
     train_fn = train_fn or default_train()
     recorder = Recorder(runs_dir, suite, profile, command or current_command())
     recorder.record["choices"] = chosen_fields(suite, profile, runs_dir)[1]
@@ -137,13 +139,25 @@ def run_suite(
             seconds = execute(run, train_fn)
             recorder.run(run, "resumed" if run.status == "resume" else "trained", seconds)
         study = {**suite.optuna, **(spec.get("optuna") or {})}
-        if study.get("trials"):
+        if study.get("trials") and not arms:
             run_study(suite, profile, runs_dir, extra, study, planned, train_fn, recorder)
     except BaseException:
         recorder.save("interrupted")
         raise
-    recorder.save("complete")
+    recorder.save("partial" if arms else "complete")
     return recorder.record
+
+
+def _only_arms(
+    planned: list[PlannedRun], arms: Sequence[str], suite: Suite, profile: str
+) -> list[PlannedRun]:
+    if not arms:
+        return planned
+    known = list(dict.fromkeys(run.arm for run in planned))
+    unknown = [arm for arm in arms if arm not in known]
+    if unknown:
+        raise SuiteError(f"--arms {unknown}: not arms of {suite.name} ({profile}): {known}")
+    return [run for run in planned if run.arm in arms]
 
 
 def _dry_record(
