@@ -97,8 +97,12 @@ def test_hand_edited_leaky_manifest_is_rejected(root: Path, tmp_path: Path) -> N
     data = json.loads(path.read_text())
     data["sets"]["val"]["samples"].append(data["sets"]["train"]["samples"][0])
     path.write_text(json.dumps(data))
-    with pytest.raises(DataError, match="leaks between train and val"):
+    with pytest.raises(DataError, match="leaks between train and val") as info:
         load_manifest(path)
+    assert str(info.value).endswith(  # the way forward, for CamVid-like official splits
+        "1 shared frame(s); if the dataset's official split shares them (CamVid), choose whole"
+        " cities by name: `cityseg split --test-cities NAMES --val-cities NAMES`"
+    )
 
 
 def test_hand_edited_manifest_sharing_a_city_but_no_frame_is_rejected(

@@ -219,3 +219,36 @@ def test_encode_png_round_trips_masks_and_images(shape: tuple[int, ...]) -> None
 def test_image_error_carries_status_and_message() -> None:
     err = ImageError(413, "big.png: too large")
     assert (err.status, err.message, str(err)) == (413, "big.png: too large", "big.png: too large")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "frames", "said"),
+    [("PNG", 3, "animated PNG (3 frames)"), ("WEBP", 2, "animated WEBP (2 frames)")],
+)
+def test_animated_stills_are_415_with_their_frame_count(fmt: str, frames: int, said: str) -> None:
+    images = [Image.fromarray(random_image(16, 8, seed=i)) for i in range(frames)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format=fmt, save_all=True, append_images=images[1:], duration=100)
+    with pytest.raises(ImageError) as info:
+        decode_image(buffer.getvalue(), max_pixels=10**6, name="clip")
+    assert info.value.status == 415
+    assert str(info.value).startswith(f"clip: {said}; send one still frame")
+
+
+def test_animated_gif_is_415_without_walking_its_frames() -> None:
+    images = [Image.fromarray(random_image(16, 8, seed=i)).convert("P") for i in range(3)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=100)
+    with pytest.raises(ImageError, match=r"^clip: animated GIF \(several frames\); send one still"):
+        decode_image(buffer.getvalue(), max_pixels=10**6, name="clip")
+
+
+def test_overlay_of_a_tall_image_covers_every_row() -> None:
+    # Bands of rows run down the height: a tall narrow image has more rows than columns.
+    image = random_image(8, 40000)
+    categories = (image[..., 0] // 32).astype(np.uint8)
+    colour = labels.colorize(categories).astype(np.float32)
+    expected = np.clip(image.astype(np.float32) * (1.0 - 0.3) + colour * 0.3 + 0.5, 0, 255)
+    np.testing.assert_array_equal(
+        imaging.overlay(image, categories, 0.3), expected.astype(np.uint8)
+    )
