@@ -12,4 +12,4 @@ fi
 .venv/bin/ruff check src tests examples scripts
 .venv/bin/ruff format --check src tests examples scripts
 .venv/bin/mypy
-.venv/bin/python -m pytest -n 2 "$@"
+.venv/bin/python -m pytest -n 2 --durations=15 "$@"  # the slowest 15: where the 10-minute budget goes

@@ -65,34 +65,38 @@ def parity() -> list[ParityImage]:
     return items
 
 
-# Not yet seen passing: on the shared helper machine (load 20 on 2 cores) it ran past 40 min.
-# Enable it with CITYSEG_EXPORT_ZOO=1 (like the zoo export test) until one run confirms it.
 @pytest.mark.slow
-@pytest.mark.skipif(
-    os.environ.get("CITYSEG_EXPORT_ZOO") != "1", reason="set CITYSEG_EXPORT_ZOO=1 to run it"
-)
-def test_lite0_exports_keep_parity(lite0_run: Path, parity: list[ParityImage]) -> None:
+def test_lite0_int8_litert_keeps_parity(lite0_run: Path, parity: list[ParityImage]) -> None:
+    """int8 is what Lite0 was built for: its export loses at most 0.01 mIoU against Keras."""
     from cityseg.evaluation.metrics import confusion_matrix, eval_category_miou
 
     keras_predictor = Predictor.load(lite0_run)
     cm = sum(confusion_matrix(p.truth, keras_predictor.predict(p.image)) for p in parity)
     assert eval_category_miou(cm) > 0.5  # parity of a coin toss would mean nothing
-
     calibration = [scene(np.random.default_rng(10 + i))[0] for i in range(16)]
-    batch = np.stack([p.image for p in parity]).astype(np.float32)
-    reference = keras_predictor.predict_logits(batch)
-    spread = float(np.abs(reference).max())
-    results = {}
-    for fmt, quantize in (("onnx", "none"), ("litert", "none"), ("litert", "fp16")):
-        out = export(lite0_run, fmt, quantize, parity=parity, latency_runs=0)
-        logits = Predictor.load(out).predict_logits(batch)
-        results[(fmt, quantize)] = json.loads(sidecar_path(out).read_text())["parity"]
-        tolerance = 1e-4 if quantize == "none" else 1e-2  # fp16 weights round at 2^-11
-        assert np.abs(logits - reference).max() / spread < tolerance, (fmt, quantize)
-        assert results[(fmt, quantize)]["pixel_agreement"] >= 0.99, results
     out = export(
         lite0_run, "litert", "int8", calibration=calibration, parity=parity, latency_runs=0
     )
     meta = json.loads(sidecar_path(out).read_text())
     assert meta["parity"]["miou_delta"] <= 0.01, meta["parity"]
     assert meta["parity"]["pixel_agreement"] >= 0.95, meta["parity"]
+
+
+# The float exports (ONNX's conversion of Lite0 alone took 135 s on 2 busy cores, 8 min for the
+# whole test under load): with the zoo export test, CITYSEG_EXPORT_ZOO=1.
+@pytest.mark.slow
+@pytest.mark.skipif(
+    os.environ.get("CITYSEG_EXPORT_ZOO") != "1", reason="set CITYSEG_EXPORT_ZOO=1 to run it"
+)
+def test_lite0_float_exports_keep_parity(lite0_run: Path, parity: list[ParityImage]) -> None:
+    keras_predictor = Predictor.load(lite0_run)
+    batch = np.stack([p.image for p in parity]).astype(np.float32)
+    reference = keras_predictor.predict_logits(batch)
+    spread = float(np.abs(reference).max())
+    for fmt, quantize in (("onnx", "none"), ("litert", "none"), ("litert", "fp16")):
+        out = export(lite0_run, fmt, quantize, parity=parity, latency_runs=0)
+        logits = Predictor.load(out).predict_logits(batch)
+        result = json.loads(sidecar_path(out).read_text())["parity"]
+        tolerance = 1e-4 if quantize == "none" else 1e-2  # fp16 weights round at 2^-11
+        assert np.abs(logits - reference).max() / spread < tolerance, (fmt, quantize)
+        assert result["pixel_agreement"] >= 0.99, result
