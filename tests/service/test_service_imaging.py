@@ -252,3 +252,15 @@ def test_overlay_of_a_tall_image_covers_every_row() -> None:
     np.testing.assert_array_equal(
         imaging.overlay(image, categories, 0.3), expected.astype(np.uint8)
     )
+
+
+def test_float_and_32_bit_greyscale_become_rgb_uint8() -> None:
+    values = np.array([[-5.0, 0.0, 127.6], [254.9, 255.0, 300.0]], np.float32)
+    rgb = imaging.to_rgb(Image.fromarray(values, mode="F"))
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3) and rgb.flags.c_contiguous
+    np.testing.assert_array_equal(rgb[..., 0], [[0, 0, 127], [254, 255, 255]])
+    assert (rgb == rgb[..., :1]).all()
+    wide = imaging.to_rgb(Image.fromarray(np.array([[0, 255, 65535]], np.int32), mode="I"))
+    np.testing.assert_array_equal(wide[0, :, 1], [0, 0, 255])  # scaled by the 16-bit top
+    narrow = imaging.to_rgb(Image.fromarray(np.array([[0, 128, 255]], np.int32), mode="I"))
+    np.testing.assert_array_equal(narrow[0, :, 2], [0, 128, 255])  # 8-bit values kept
