@@ -264,3 +264,12 @@ def test_float_and_32_bit_greyscale_become_rgb_uint8() -> None:
     np.testing.assert_array_equal(wide[0, :, 1], [0, 0, 255])  # scaled by the 16-bit top
     narrow = imaging.to_rgb(Image.fromarray(np.array([[0, 128, 255]], np.int32), mode="I"))
     np.testing.assert_array_equal(narrow[0, :, 2], [0, 128, 255])  # 8-bit values kept
+
+
+def test_corrupt_header_is_400_naming_the_upload() -> None:
+    # A BMP signature with a header Pillow cannot read: not unidentified, corrupt.
+    data = b"BM" + b"\x00" * 12 + struct.pack("<I", 99) + b"\x00" * 40
+    with pytest.raises(ImageError) as info:
+        decode_image(data, max_pixels=10**6, name="up.bmp")
+    assert info.value.status == 400
+    assert str(info.value) == "up.bmp: corrupt image header (Truncated File Read)"
