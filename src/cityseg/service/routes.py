@@ -438,6 +438,7 @@ async def sample_prediction(state: ReadyDep, sid: SampleId) -> JSONResponse:
         image = await anyio.to_thread.run_sync(ref.read_image)
         result = await _segment(state, image)
         body = await anyio.to_thread.run_sync(_json_body, state, image.shape[:2], result)
+        del image  # like /v1/segment: no decoded image outlives its active slot
         label_ids = await anyio.to_thread.run_sync(ref.read_label_ids)
     if label_ids is not None:
         iou = analysis.image_iou(label_ids, result.categories)
