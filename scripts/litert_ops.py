@@ -24,11 +24,16 @@ import numpy as np
 def _interpreter(path: Path, xnnpack: bool, threads: int) -> Any:
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such LiteRT model file")
     kind = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    interpreter = Interpreter(
-        model_path=str(path), num_threads=threads, experimental_op_resolver_type=kind
-    )
-    interpreter.allocate_tensors()
+    try:
+        interpreter = Interpreter(
+            model_path=str(path), num_threads=threads, experimental_op_resolver_type=kind
+        )
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as err:
+        raise SystemExit(f"{path}: LiteRT cannot load it ({err})") from err
     return interpreter
 
 
