@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zlib
 
 import numpy as np
@@ -273,3 +274,143 @@ def test_corrupt_header_is_400_naming_the_upload() -> None:
         decode_image(data, max_pixels=10**6, name="up.bmp")
     assert info.value.status == 400
     assert str(info.value) == "up.bmp: corrupt image header (Truncated File Read)"
+
+
+# ------------------------------------------------------------------ exact contracts per branch
+
+
+def test_the_default_name_is_upload() -> None:
+    for call in (imaging.open_checked, decode_image):
+        with pytest.raises(ImageError) as info:
+            call(b"", max_pixels=LIMIT)
+        assert info.value.message.startswith("upload: empty body")
+
+
+def test_a_header_past_pillows_warning_limit_opens_silently_under_our_own_limit() -> None:
+    # 10000 x 10000 is above Pillow's warning threshold (89.5 MP) and below its error (179 MP).
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        image = imaging.open_checked(fake_png_header(10_000, 10_000), max_pixels=10**9)
+    assert image.size == (10_000, 10_000)
+
+
+def test_pillows_own_bomb_error_is_413_naming_the_upload() -> None:
+    with pytest.raises(ImageError) as info:
+        decode_image(fake_png_header(30_000, 30_000), max_pixels=10**12, name="big.png")
+    assert info.value.status == 413
+    assert info.value.message.startswith("big.png: image too large (Image size (900000000 pixels)")
+
+
+def test_a_bomb_found_while_decoding_is_413(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Some formats (GIF frames larger than the screen) only find their true size on load.
+    def bomb(image: Image.Image) -> Image.Image:
+        raise Image.DecompressionBombError("frame of 200000000 pixels")
+
+    monkeypatch.setattr(imaging.ImageOps, "exif_transpose", bomb)
+    with pytest.raises(ImageError) as info:
+        decode_image(png_bytes(random_image(4, 4)), max_pixels=LIMIT, name="up.gif")
+    assert (info.value.status, info.value.message) == (
+        413,
+        "up.gif: image too large (frame of 200000000 pixels)",
+    )
+
+
+def test_unsupported_format_message_names_upload_and_format() -> None:
+    data = encode(Image.fromarray(random_image(8, 8)), "TIFF")
+    with pytest.raises(ImageError) as info:
+        decode_image(data, max_pixels=LIMIT, name="scan.tif")
+    assert (info.value.status, info.value.message) == (
+        415,
+        "scan.tif: unsupported image format TIFF; send PNG, JPEG, WebP, BMP or GIF",
+    )
+
+
+@pytest.mark.parametrize("size", [(0, 4), (4, 0), (0, 0)])
+def test_an_image_without_pixels_is_400(
+    monkeypatch: pytest.MonkeyPatch, size: tuple[int, int]
+) -> None:
+    # No format Pillow reads lets a zero side through its header parsing; the guard is
+    # checked on an image that has one.
+    empty = Image.new("RGB", size)
+    empty.format = "PNG"
+    monkeypatch.setattr(imaging.Image, "open", lambda _: empty)
+    with pytest.raises(ImageError) as info:
+        imaging.open_checked(b"png", max_pixels=LIMIT, name="blank.png")
+    width, height = size
+    assert (info.value.status, info.value.message) == (
+        400,
+        f"blank.png: image has no pixels ({width}x{height})",
+    )
+
+
+def test_animated_message_in_full() -> None:
+    images = [Image.fromarray(random_image(8, 8, seed=i)) for i in range(2)]
+    buffer = io.BytesIO()
+    images[0].save(buffer, format="PNG", save_all=True, append_images=images[1:])
+    with pytest.raises(ImageError) as info:
+        decode_image(buffer.getvalue(), max_pixels=LIMIT, name="clip.png")
+    assert info.value.message == (
+        "clip.png: animated PNG (2 frames); send one still frame as PNG, JPEG, WebP, BMP or GIF"
+    )
+
+
+SIXTEEN_BIT = [0, 255, 256, 32767, 65280, 65535]
+
+
+@pytest.mark.parametrize(
+    ("mode", "raw"),
+    [
+        ("I;16", "<u2"),
+        ("I;16L", "<u2"),
+        ("I;16B", ">u2"),
+        ("I;16N", "=u2"),
+    ],
+)
+def test_every_sixteen_bit_mode_keeps_the_top_eight_bits(mode: str, raw: str) -> None:
+    values = np.array([SIXTEEN_BIT], dtype=raw)
+    rgb = imaging.to_rgb(Image.frombytes(mode, (len(SIXTEEN_BIT), 1), values.tobytes()))
+    assert rgb.dtype == np.uint8 and rgb.shape == (1, 6, 3) and rgb.flags.c_contiguous
+    # Even an all-dark 16-bit frame is scaled by 65535: 255 is 0, not white.
+    np.testing.assert_array_equal(rgb[0], np.repeat([[0, 0, 0, 127, 254, 255]], 3, 0).T)
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ([-5, 0, 128, 255], [0, 0, 128, 255]),  # 8-bit range: kept as is, negatives to 0
+        ([0, 256], [0, 0]),  # one value past 255: the 16-bit scale applies
+        ([-5, 65280, 65535, 100_000], [0, 254, 255, 255]),  # past 16 bits: clipped
+    ],
+)
+def test_32_bit_greyscale_scale_and_clip(values: list[int], expected: list[int]) -> None:
+    image = Image.fromarray(np.array([values], np.int32), mode="I")
+    rgb = imaging.to_rgb(image)
+    np.testing.assert_array_equal(rgb[0], np.repeat([expected], 3, 0).T)
+
+
+@pytest.mark.parametrize("mode", ["I", "I;16", "F", "P", "RGBA"])
+def test_an_image_of_no_pixels_converts_to_an_empty_frame(mode: str) -> None:
+    rgb = imaging.to_rgb(Image.new(mode, (0, 3)))
+    assert rgb.shape == (3, 0, 3) and rgb.dtype == np.uint8
+
+
+def test_float_greyscale_nan_and_infinities_convert_without_warnings() -> None:
+    values = np.array([[np.nan, np.inf, -np.inf, 1e10, 0.999]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rgb = imaging.to_rgb(Image.fromarray(values, mode="F"))
+    np.testing.assert_array_equal(rgb[0, :, 0], [0, 255, 0, 255, 0])
+
+
+@pytest.mark.parametrize("mode", ["P", "PA"])
+def test_palette_transparency_resolves_without_pillows_warning(mode: str) -> None:
+    image = Image.new("P", (4, 2), 1)
+    image.putpalette([255, 0, 0, 0, 200, 0] * 128)
+    image.info["transparency"] = bytes([0, 255])  # per-entry alpha, as PNG's tRNS stores it
+    if mode == "PA":
+        image = image.convert("PA")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rgb = imaging.to_rgb(image)
+    assert rgb.shape == (2, 4, 3)
+    assert (rgb == [0, 200, 0]).all()
