@@ -88,3 +88,9 @@ def test_error_lists_at_most_ten_bad_values_and_the_valid_range() -> None:
         labels.to_eval_categories(np.array([[7, 40]], np.uint8), source="y.png")
     with pytest.raises(labels.InvalidLabelError, match=r"^label image: values \[40\]"):
         labels.to_eval_categories(np.array([[7, 40]], np.uint8))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int32, np.int64])
+def test_an_empty_label_maps_to_an_empty_category_array(dtype: type) -> None:
+    out = labels.to_categories(np.zeros((0, 4), dtype))
+    assert out.shape == (0, 4) and out.dtype == np.uint8

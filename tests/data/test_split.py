@@ -357,3 +357,81 @@ def test_unknown_or_all_named_cities_are_refused_with_the_names(root: Path) -> N
 def test_city_options_parse_counts_and_names(text: str | None, count_or_names, names) -> None:  # type: ignore[no-untyped-def]
     assert parse_cities(text) == count_or_names
     assert parse_cities_names(text) == names
+
+
+def test_more_bad_files_than_listed_are_counted(tmp_path: Path) -> None:
+    make_tree(tmp_path, CITIES, frames=4)
+    broken = sorted((tmp_path / "leftImg8bit" / "train").rglob("*.png"))[:21]
+    for path in broken:
+        path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(DataError) as info:
+        make_split(tmp_path, decode=True)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "21 sample(s) failed to decode (--skip-bad drops them):"
+    assert len(lines) == 1 + 20 + 1 and lines[-1] == "  ... and 1 more"
+    assert all(line.startswith("  ") and ": " in line for line in lines[1:21])
+
+
+def test_named_test_cities_skip_and_decode_bad_files_of_both_official_splits(
+    tmp_path: Path,
+) -> None:
+    make_tree(tmp_path, CITIES, frames=2)
+    broken = sorted((tmp_path / "leftImg8bit" / "train").rglob("*.png"))[0]
+    broken.write_bytes(broken.read_bytes()[:50])
+    assert len(make_split(tmp_path, test_cities=["lindau"]).train) > 0  # not decoded: kept
+    with pytest.raises(DataError, match=rf"^1 sample\(s\) failed.*\n  .*{broken.name}"):
+        make_split(tmp_path, test_cities=["lindau"], decode=True)
+    for split in ("train", "val"):  # an image without its label in each official split
+        sorted((tmp_path / "gtFine" / split).rglob("*_labelIds.png"))[-1].unlink()
+    with pytest.raises(DataError, match="no label"):
+        make_split(tmp_path, test_cities=["lindau"])
+    skipped = make_split(tmp_path, test_cities=["lindau"], skip_bad=True)
+    kept = [s.image for s in skipped.train + skipped.val + skipped.test]
+    assert broken in kept and len(kept) == 14
+    decoded = make_split(tmp_path, test_cities=["lindau"], skip_bad=True, decode=True)
+    kept = [s.image for s in decoded.train + decoded.val + decoded.test]
+    assert broken not in kept and len(kept) == 13
+
+
+def test_unknown_names_list_the_root_and_its_cities(root: Path) -> None:
+    for field, call in (
+        ("test_cities", lambda: make_split(root, test_cities=["nowhere"])),
+        ("val_cities", lambda: make_split(root, val_cities=["nowhere"])),
+    ):
+        with pytest.raises(ValueError) as info:
+            call()
+        known = CITIES["train"] + (CITIES["val"] if field == "test_cities" else [])
+        assert str(info.value) == (
+            f"{field}: ['nowhere'] are no cities of {root} (cities there: {sorted(known)})"
+        )
+
+
+@pytest.mark.parametrize(("fraction", "taken"), [(0.25, 2), (0.5, 3)])
+def test_val_fraction_stops_at_the_first_city_that_reaches_it(
+    root: Path, fraction: float, taken: int
+) -> None:
+    # Six cities of two frames: 0.25 of 12 frames is reached by the second city (4 >= 3) and
+    # 0.5 exactly by the third (6 >= 6).
+    manifest = make_split(root, val_fraction=fraction, seed=4)
+    assert len(manifest.cities("val")) == taken and len(manifest.val) == 2 * taken
+
+
+def test_leak_message_shows_the_way_forward(root: Path) -> None:
+    manifest = make_split(root, val_cities=1)
+    leaky = replace(manifest, test=manifest.test + manifest.train[:1])
+    with pytest.raises(DataError) as info:
+        leaky.check()
+    city = manifest.train[0].city
+    assert str(info.value) == (
+        f"split leaks between train and test: cities ['{city}'], 1 shared frame(s); if the "
+        "dataset's official split shares them (CamVid), choose whole cities by name: "
+        "`cityseg split --test-cities NAMES --val-cities NAMES`"
+    )
+
+
+def test_save_logs_where_the_manifest_went(
+    root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="cityseg.data.split"):
+        path = make_split(root).save(tmp_path / "split.json")
+    assert caplog.messages == [f"split manifest written to {path}"]

@@ -236,10 +236,16 @@ def _named(names: str | Sequence[str], known: set[str], field_name: str, base: P
     return wanted
 
 
+# Bad files named one per line in a split error; the rest are counted.
+LISTED_BAD = 20
+
+
 def _decoded(samples: list[Sample], skip_bad: bool, workers: int) -> list[Sample]:
     bad = validate(samples, workers=workers)
     if bad and not skip_bad:
-        listing = "\n  ".join(msg for _, msg in bad[:20])
+        listing = "\n  ".join(msg for _, msg in bad[:LISTED_BAD])
+        if len(bad) > LISTED_BAD:
+            listing += f"\n  ... and {len(bad) - LISTED_BAD} more"
         raise DataError(
             f"{len(bad)} sample(s) failed to decode (--skip-bad drops them):\n  {listing}"
         )
