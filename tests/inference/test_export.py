@@ -180,6 +180,7 @@ def test_int8_loses_at_most_one_point(trained_run, calibration, parity) -> None:
     meta = json.loads(sidecar_path(out).read_text())
     assert meta["parity"]["miou_delta"] <= 0.01, meta["parity"]
     assert meta["input"]["dtype"] == "float32"  # float in/out unless --int8-io
+    assert meta["float_ops"] == ["CONV_2D"]  # only the classifier: argmax over float logits
     # The recorded parity is the export's against Keras, not Keras against itself: it equals
     # an independent measurement, and int8 really does move some pixels.
     mine = _independent_parity(trained_run, out, parity)
@@ -208,6 +209,7 @@ def test_int8_io_records_scale_and_zero_point(trained_run, calibration, parity) 
     assert meta["input"]["dtype"] == "int8"
     assert meta["input"]["scale"] > 0 and -128 <= meta["input"]["zero_point"] <= 127
     assert meta["input"]["output_dtype"] == "int8"
+    assert meta["float_ops"] == []  # int8 out means int8 logits: nothing stays float
     assert meta["parity"]["miou_delta"] <= 0.01, meta["parity"]
     # The Predictor quantises the raw image with the recorded scale and zero-point.
     image = parity[0].image
@@ -387,3 +389,25 @@ def test_cli_export_reads_calibration_and_parity_from_the_run_split(
     missing = CliRunner().invoke(app, ["export", "--run", str(tmp_path / "nope")])
     assert missing.exit_code == 1
     assert "nope" in missing.output
+
+
+@pytest.mark.slow
+def test_int8_without_float_logits_is_int8_throughout(trained_run, calibration) -> None:
+    from cityseg.inference.export import float_ops, to_litert
+
+    model = Predictor.load(trained_run).backend.model
+    for float_logits, expected in ((False, []), (True, ["CONV_2D"])):
+        path = trained_run / f"whole_int8_{float_logits}.tflite"
+        path.write_bytes(
+            to_litert(model, SIZE, "int8", calibration=calibration, float_logits=float_logits)
+        )
+        assert float_ops(path) == expected
+
+
+def test_calibration_and_parity_frames_are_spread_over_the_split() -> None:
+    from cityseg.inference.export import _spread
+
+    assert _spread(list(range(10)), 4) == [0, 3, 6, 9]
+    assert _spread(list(range(10)), 1) == [0]
+    assert _spread(list(range(3)), 5) == [0, 1, 2]
+    assert _spread([], 5) == []

@@ -80,6 +80,8 @@ def test_lite0_int8_litert_keeps_parity(lite0_run: Path, parity: list[ParityImag
     meta = json.loads(sidecar_path(out).read_text())
     assert meta["parity"]["miou_delta"] <= 0.01, meta["parity"]
     assert meta["parity"]["pixel_agreement"] >= 0.95, meta["parity"]
+    # The LR-ASPP tail (two 1x1 classifiers, their sum, the upsampling) stays float.
+    assert sorted(meta["float_ops"]) == ["ADD", "CONV_2D", "CONV_2D", "RESIZE_BILINEAR"]
 
 
 # The float exports (ONNX's conversion of Lite0 alone took 135 s on 2 busy cores, 8 min for the

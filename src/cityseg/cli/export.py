@@ -30,9 +30,11 @@ def export_command(
         None, help="Dataset root for calibration and parity (default: the run's config)."
     ),
     calibration_images: int = typer.Option(
-        100, min=1, help="Training images for int8 calibration."
+        100, min=1, help="Training images (spread over the training set) for int8 calibration."
     ),
-    parity_images: int = typer.Option(20, min=1, help="Test images for the parity check."),
+    parity_images: int = typer.Option(
+        50, min=1, help="Test images (spread over the test set) for the parity check."
+    ),
 ) -> None:
     """Export a run to LiteRT or ONNX; writes FILE and FILE.json with measured parity."""
     from cityseg.inference.export import ExportError, export
