@@ -331,53 +331,6 @@ def test_cli_dry_run(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "unknown profile" in result.output
 
 
-@pytest.mark.slow
-def test_ci_profile_trains_for_real_then_skips_and_reports(
-    synth_root: Path, tmp_path: Path
-) -> None:
-    from cityseg import report
-    from cityseg.training.train import train
-
-    calls: list[str] = []
-
-    def counting_train(config: Config, out_dir: Path, **kwargs: Any) -> Path:
-        calls.append(config.name)
-        return train(config, out_dir, **kwargs)
-
-    runs = tmp_path / "runs"
-    overrides = [f"data.root={synth_root}", f"data.manifest={tmp_path / 'split.json'}"]
-    record = experiments.run_suite(
-        "models",
-        "ci",
-        runs_dir=runs,
-        suites_dir=SUITES,
-        overrides=overrides,
-        train_fn=counting_train,
-    )
-    assert calls == ["models-unet_mini", "models-lraspp_mobilenetv3"]
-    for name in ("unet_mini", "lraspp_mobilenetv3"):
-        metrics = json.loads((runs / "models" / name / "metrics.json").read_text())
-        assert 0.0 <= metrics["val"]["miou"] <= 1.0
-        assert record["runs"][name]["val_miou"] == pytest.approx(metrics["val"]["miou"])
-    calls.clear()
-    experiments.run_suite(
-        "models",
-        "ci",
-        runs_dir=runs,
-        suites_dir=SUITES,
-        overrides=overrides,
-        train_fn=counting_train,
-    )
-    assert calls == []  # both complete with an identical config
-
-    note = report.write_report(tmp_path / "docs" / "note.md", runs_dir=runs, bench_dir=tmp_path)
-    text = note.read_text()
-    metrics = json.loads((runs / "models" / "unet_mini" / "metrics.json").read_text())
-    assert f"| `unet_mini` | unet_mini | scratch | {metrics['val']['miou']:.3f} |" in text.replace(
-        "**", ""
-    )
-
-
 def test_cli_list_json_and_report(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
