@@ -191,3 +191,50 @@ def test_keras_mean_iou_in_compiled_evaluate():
     logs = model.evaluate(x, y, batch_size=4, verbose=0, return_dict=True)
     expected = metrics.scores(metrics.confusion_matrix(y, model.predict(x, verbose=0).argmax(-1)))
     assert logs["miou"] == pytest.approx(expected["miou"], rel=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "int32", "int64", "float32"])
+def test_per_class_scores_of_any_count_type_do_not_overflow(dtype: str) -> None:
+    # 200 true positives: 2 * 200 overflows uint8 if the matrix is not widened first.
+    cm = np.array([[200, 0, 0], [0, 0, 0], [0, 100, 0]], dtype)
+    with np.errstate(all="raise"):  # absent classes are NaN without a warning escaping
+        iou, dice = metrics.per_class_iou(cm), metrics.per_class_dice(cm)
+    np.testing.assert_array_equal(iou, [1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(dice, [1.0, 0.0, 0.0])
+    empty = np.zeros((2, 2), dtype)
+    assert np.isnan(metrics.per_class_iou(empty)).all()
+    assert np.isnan(metrics.per_class_dice(empty)).all()
+
+
+@pytest.mark.parametrize(
+    ("shape", "names"),
+    [((3, 3), ("a", "b")), ((3, 2), NAMES3), ((2, 3), ("a", "b")), ((3, 3, 1), NAMES3)],
+)
+def test_scores_refuse_a_matrix_that_does_not_match_the_names(
+    shape: tuple[int, ...], names: tuple[str, ...]
+) -> None:
+    with pytest.raises(ValueError) as info:
+        metrics.scores(np.ones(shape, np.int64), names)
+    assert str(info.value) == f"confusion matrix shape {shape} does not match {len(names)} names"
+
+
+def test_accumulator_without_ignore_index_scores_every_value() -> None:
+    with pytest.raises(ValueError, match=r"y_true holds values \[255\] outside 0\.\.7"):
+        metrics.ConfusionMatrix(ignore_index=None).update([[255, 1]], [[0, 1]])
+    counted = metrics.ConfusionMatrix(num_classes=3, ignore_index=None).update([[2, 1]], [[0, 1]])
+    np.testing.assert_array_equal(counted.matrix, [[0, 0, 0], [0, 1, 0], [1, 0, 0]])
+
+
+def test_keras_mean_iou_single_pixel_classes_float_labels_and_no_ignore_index() -> None:
+    # One pixel per class: each has IoU 1 (a threshold of 1 pixel or a floor of 2 would not).
+    metric = metrics.MeanIoU(num_classes=3, ignore_index=None)
+    y = np.array([[0.0, 1.0, 2.0]], "float32")  # Keras may hand over float labels
+    metric.update_state(y, np.eye(3, dtype="float32")[None])
+    assert float(metric.result()) == pytest.approx(1.0)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(metric.total_cm), np.eye(3))
+    assert keras.ops.convert_to_numpy(metric.total_cm).dtype == np.float64
+    assert [v.name for v in metric.variables] == ["total_cm"]
+
+
+def test_keras_mean_iou_passes_base_arguments_on() -> None:
+    assert metrics.MeanIoU(dtype="float64").dtype == "float64"

@@ -82,20 +82,18 @@ def _nanmean(values: np.ndarray) -> float:
 
 def per_class_iou(cm: np.ndarray) -> np.ndarray:
     """IoU per class, tp / (tp + fp + fn); NaN for a class absent from truth and prediction."""
-    cm = np.asarray(cm, dtype=np.float64)
+    cm = np.asarray(cm, dtype=np.float64)  # counts of any integer type, no overflow
     tp = np.diag(cm)
-    denom = cm.sum(0) + cm.sum(1) - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denom > 0, tp / denom, np.nan)
+    with np.errstate(invalid="ignore"):  # denominators are 0 only where tp is: 0 / 0 = NaN
+        return tp / (cm.sum(0) + cm.sum(1) - tp)
 
 
 def per_class_dice(cm: np.ndarray) -> np.ndarray:
     """Dice (F1) per class, 2tp / (2tp + fp + fn); NaN where the class never occurs."""
     cm = np.asarray(cm, dtype=np.float64)
     tp = np.diag(cm)
-    denom = cm.sum(0) + cm.sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(denom > 0, 2 * tp / denom, np.nan)
+    with np.errstate(invalid="ignore"):
+        return 2 * tp / (cm.sum(0) + cm.sum(1))
 
 
 def scores(cm: np.ndarray, names: tuple[str, ...] | None = None) -> dict[str, Any]:
