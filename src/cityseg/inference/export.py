@@ -153,7 +153,8 @@ def to_litert(
     output has one channel per category) run on dequantised features. With int8 logits two
     categories whose logits round to the same step tie, and argmax then always picks the
     lower category id: a bias against the late ids (human, vehicle) that cost the CamVid
-    Lite0 model about a point of mIoU, for a tail that is a small part of the compute.
+    Lite0 model half a point of mIoU (1.31 -> 0.78 lost, `scripts/int8_parity.py`), for a
+    tail that is a small part of the compute.
     """
     import tensorflow as tf
 
