@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import keras
 import numpy as np
@@ -197,13 +198,29 @@ def test_keras_mean_iou_in_compiled_evaluate():
 def test_per_class_scores_of_any_count_type_do_not_overflow(dtype: str) -> None:
     # 200 true positives: 2 * 200 overflows uint8 if the matrix is not widened first.
     cm = np.array([[200, 0, 0], [0, 0, 0], [0, 100, 0]], dtype)
+    empty = np.zeros((2, 2), dtype)
     with np.errstate(all="raise"):  # absent classes are NaN without a warning escaping
         iou, dice = metrics.per_class_iou(cm), metrics.per_class_dice(cm)
+        assert np.isnan(metrics.per_class_iou(empty)).all()
+        assert np.isnan(metrics.per_class_dice(empty)).all()
     np.testing.assert_array_equal(iou, [1.0, 0.0, 0.0])
     np.testing.assert_array_equal(dice, [1.0, 0.0, 0.0])
-    empty = np.zeros((2, 2), dtype)
-    assert np.isnan(metrics.per_class_iou(empty)).all()
-    assert np.isnan(metrics.per_class_dice(empty)).all()
+
+
+def test_scores_of_an_empty_matrix_are_nan_without_warnings() -> None:
+    with warnings.catch_warnings(), np.errstate(all="raise"):
+        warnings.simplefilter("error")
+        result = metrics.scores(np.zeros((3, 3), np.int64), NAMES3)
+    assert math.isnan(result["miou"]) and math.isnan(result["dice"])
+    assert math.isnan(result["pixel_accuracy"])
+
+
+def test_out_of_range_values_are_listed_ten_at_most() -> None:
+    with pytest.raises(ValueError) as info:
+        metrics.confusion_matrix(np.arange(8, 20), np.zeros(12, np.int64))
+    assert str(info.value) == (
+        "y_true holds values [8, 9, 10, 11, 12, 13, 14, 15, 16, 17] outside 0..7"
+    )
 
 
 @pytest.mark.parametrize(
@@ -234,6 +251,15 @@ def test_keras_mean_iou_single_pixel_classes_float_labels_and_no_ignore_index() 
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(metric.total_cm), np.eye(3))
     assert keras.ops.convert_to_numpy(metric.total_cm).dtype == np.float64
     assert [v.name for v in metric.variables] == ["total_cm"]
+    assert keras.ops.convert_to_numpy(metric.result()).dtype == np.float32
+
+
+@pytest.mark.parametrize("present", [[0], [0, 2]])
+def test_keras_mean_iou_leaves_absent_classes_out(present: list[int]) -> None:
+    metric = metrics.MeanIoU(num_classes=4)
+    y = np.array([present], "uint8")
+    metric.update_state(y, np.eye(4, dtype="float32")[y])
+    assert float(metric.result()) == pytest.approx(1.0)  # not 1/2 or 2/4, not NaN
 
 
 def test_keras_mean_iou_passes_base_arguments_on() -> None:

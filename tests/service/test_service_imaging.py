@@ -414,3 +414,11 @@ def test_palette_transparency_resolves_without_pillows_warning(mode: str) -> Non
         rgb = imaging.to_rgb(image)
     assert rgb.shape == (2, 4, 3)
     assert (rgb == [0, 200, 0]).all()
+
+
+@pytest.mark.parametrize("mode", ["I;16", "I;16B"])
+def test_a_dark_sixteen_bit_frame_is_scaled_as_sixteen_bit(mode: str) -> None:
+    # Its largest value is 255, yet the mode says 16 bits: 255 of 65535 is black, not white.
+    raw = np.array([[0, 255]], "<u2" if mode == "I;16" else ">u2")
+    rgb = imaging.to_rgb(Image.frombytes(mode, (2, 1), raw.tobytes()))
+    np.testing.assert_array_equal(rgb[0], [[0, 0, 0], [0, 0, 0]])

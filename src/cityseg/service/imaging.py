@@ -130,8 +130,10 @@ def to_rgb(image: Image.Image) -> np.ndarray:
         top = 65535 if grey.max(initial=0) > 255 or image.mode.startswith("I;16") else 255
         grey8 = np.clip(grey * 255 // top, 0, 255).astype(np.uint8)
         return np.ascontiguousarray(np.repeat(grey8[..., None], 3, axis=2))
-    if image.mode in ("P", "PA"):
-        image = image.convert("RGBA")  # resolves the palette and its transparency together
+    if image.mode == "P":
+        # Resolves the palette and its transparency together: straight to RGB, Pillow warns
+        # about transparency given as bytes. "PA" converts to RGB without that detour.
+        image = image.convert("RGBA")
     if image.mode != "RGB":
         # Drops alpha (the camera never sees transparency); float "F" greyscale is clipped to
         # 0..255 and truncated, NaN becoming 0, without NumPy's invalid-cast warning.
