@@ -43,20 +43,17 @@ def main() -> None:
         _split_samples,
         _spread,
         float_ops,
+        keras_predictor_at,
         load_parity_images,
         measure_parity,
-        model_at_size,
         sidecar_path,
         to_litert,
     )
-    from cityseg.inference.runtime import KerasBackend, Predictor
+    from cityseg.inference.runtime import Predictor
 
     size = parse_size(args.size)
-    loaded = Predictor.load(args.run, runtime="keras")
-    model = model_at_size(loaded.backend.model, args.run, size)  # type: ignore[attr-defined]
-    keras_predictor = Predictor(
-        KerasBackend(model), name=loaded.name, runtime="keras", input_size=size, source=args.run
-    )
+    keras_predictor = keras_predictor_at(args.run, size)
+    model = keras_predictor.backend.model  # type: ignore[attr-defined]
     train = _split_samples(args.run, "train", None)
     frames = {
         "first": train[: args.count],

@@ -83,19 +83,9 @@ def export(
     if not (run_dir / "model.keras").is_file():
         raise ExportError(f"{run_dir}: no model.keras in this run folder")
 
-    keras_predictor = Predictor.load(run_dir, runtime="keras")
+    keras_predictor = keras_predictor_at(run_dir, parse_size(size) if size is not None else None)
     model = keras_predictor.backend.model  # type: ignore[attr-defined]
-    size = parse_size(size) if size is not None else keras_predictor.input_size
-    if size != keras_predictor.input_size:
-        model = model_at_size(model, run_dir, size)
-        keras_predictor = Predictor(
-            KerasBackend(model),
-            name=keras_predictor.name,
-            runtime="keras",
-            input_size=size,
-            metrics=keras_predictor.metrics,
-            source=run_dir,
-        )
+    size = keras_predictor.input_size
 
     out = (
         Path(out)
@@ -208,17 +198,23 @@ def _logits_tail(saved_model: str, num_classes: int) -> list[str]:
 
     converter = tf.lite.TFLiteConverter.from_saved_model(saved_model)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    interpreter = Interpreter(model_content=converter.convert())
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     tail: list[str] = []
-    for op in reversed(interpreter._get_ops_details()):
-        outputs = [tensors[i] for i in op["outputs"]]
+    for _, outputs in reversed(_ops(Interpreter(model_content=converter.convert()))):
         if not outputs or any(
             len(t["shape"]) != 4 or t["shape"][-1] != num_classes for t in outputs
         ):
             break
         tail += [t["name"] for t in outputs]
     return tail
+
+
+def _ops(interpreter: Any) -> list[tuple[str, list[dict[str, Any]]]]:
+    """A LiteRT interpreter's ops in execution order: (op name, its output tensors' details)."""
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    return [
+        (op["op_name"], [tensors[i] for i in op["outputs"]])
+        for op in interpreter._get_ops_details()
+    ]
 
 
 def to_onnx(model: Any, size: tuple[int, int], out: Path, opset: int = ONNX_OPSET) -> Path:
@@ -259,6 +255,22 @@ def to_onnx(model: Any, size: tuple[int, int], out: Path, opset: int = ONNX_OPSE
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))
     return out
+
+
+def keras_predictor_at(run_dir: Path, size: tuple[int, int] | None = None) -> Predictor:
+    """The run's Keras predictor, rebuilt at `size` when that differs from its own."""
+    predictor = Predictor.load(run_dir, runtime="keras")
+    if size is None or size == predictor.input_size:
+        return predictor
+    model = model_at_size(predictor.backend.model, run_dir, size)  # type: ignore[attr-defined]
+    return Predictor(
+        KerasBackend(model),
+        name=predictor.name,
+        runtime="keras",
+        input_size=size,
+        metrics=predictor.metrics,
+        source=run_dir,
+    )
 
 
 def model_at_size(model: Any, run_dir: Path, size: tuple[int, int]) -> Any:
@@ -435,13 +447,10 @@ def float_ops(path: str | Path) -> list[str]:
     """The ops of a LiteRT file that compute in float (quantise / dequantise not counted)."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interpreter = Interpreter(model_path=str(path))
-    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
     return [
-        op["op_name"]
-        for op in interpreter._get_ops_details()
-        if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE")
-        and any(tensors[i]["dtype"] == np.float32 for i in op["outputs"])
+        name
+        for name, outputs in _ops(Interpreter(model_path=str(path)))
+        if name not in ("QUANTIZE", "DEQUANTIZE") and any(t["dtype"] == np.float32 for t in outputs)
     ]
 
 
