@@ -52,6 +52,8 @@ def main() -> None:
     from cityseg.inference.runtime import Predictor
 
     size = parse_size(args.size)
+    if not (args.run / "model.keras").is_file():
+        raise SystemExit(f"{args.run}: no model.keras in this run folder")
     keras_predictor = keras_predictor_at(args.run, size)
     model = keras_predictor.backend.model  # type: ignore[attr-defined]
     train = _split_samples(args.run, "train", None)
