@@ -519,3 +519,51 @@ def test_model_keras_is_the_best_epoch_not_the_last(straight_run: tuple) -> None
     split = load_manifest(config.data.manifest)
     saved = _own_miou(load_keras_model(run / "model.keras"), split.val, (64, 32))
     assert saved == pytest.approx(val_miou[best], abs=1e-4), (saved, val_miou)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("data.train_on=[train,test]",), "expected [train] or [train, val]"),
+        (("data.train_on=[train,val]", "train.early_stopping=3"), "train.early_stopping=0"),
+        (("data.train_on=[train,val]", "train.schedule=plateau"), "train.schedule=plateau"),
+    ],
+)
+def test_train_on_refuses_what_would_need_validation(
+    tmp_path: Path, extra: tuple[str, ...], message: str
+) -> None:
+    from cityseg.training.train import TrainingError, train
+
+    cfg = tiny_config(tmp_path / "no-data", tmp_path / "no-split.json", *extra)
+    with pytest.raises(TrainingError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_refit_learns_from_train_and_val_and_keeps_the_last_epoch(
+    synth_root: Path, manifest: Path, tmp_path: Path
+) -> None:
+    import keras
+
+    from cityseg.data.split import load_manifest
+    from cityseg.inference.runtime import load_keras_model
+    from cityseg.training.train import train
+
+    split = load_manifest(manifest)
+    steps: list[int] = []
+
+    class Steps(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            steps.append(self.params["steps"])
+            assert "val_miou" not in (logs or {})
+
+    cfg = tiny_config(synth_root, manifest, "train.epochs=2", "data.train_on=[train,val]")
+    run = train(cfg, tmp_path / "refit", callbacks=[Steps()])
+    assert steps == [len(split.train) + len(split.val)] * 2  # batch 1: one step per image
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert "val" not in metrics and metrics["test"]["miou"] > 0
+    assert metrics["trained_on"] == ["train", "val"] and metrics["best_epoch"] == 2
+    saved = load_keras_model(run / "model.keras").get_weights()
+    with np.load(run / "checkpoint" / "epoch_0002.npz") as last:
+        for i, weights in enumerate(saved):
+            np.testing.assert_array_equal(weights, last[f"w{i:05d}"])

@@ -186,6 +186,8 @@ class TrainingMonitor(keras.callbacks.Callback):
         state: the `RunState` to update (restored from `state.json` on resume).
         schedule, peak_lr, warmup_epochs, epochs: the learning-rate schedule.
         patience: early-stopping patience on `val_miou` in epochs (0 = off).
+        validated: whether the epochs are scored on a validation set; without one (a refit on
+            train + val) every epoch is the "best" so far and the last one is kept.
         on_epoch: called with `(epoch, logs)` after each checkpoint (e.g. MLflow logging).
     """
 
@@ -199,6 +201,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         warmup_epochs: int,
         epochs: int,
         patience: int,
+        validated: bool = True,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     ) -> None:
         super().__init__()
@@ -210,6 +213,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.warmup_epochs = warmup_epochs
         self.epochs = epochs
         self.patience = patience
+        self.validated = validated
         self.plateau_patience = max(2, patience // 2) if patience else 3
         self.on_epoch = on_epoch
         self._started = 0.0
@@ -233,12 +237,12 @@ class TrainingMonitor(keras.callbacks.Callback):
         logs = {k: float(v) for k, v in (logs or {}).items()}
         seconds = time.perf_counter() - self._started
         state = self.state
-        value = logs.get(MONITOR)
-        if value is None:
+        value = logs.get(MONITOR, math.nan)
+        if self.validated and MONITOR not in logs:
             raise KeyError(
                 f"{MONITOR} missing from the epoch logs {sorted(logs)}: no validation set?"
             )
-        improved = value > state.best_val_miou
+        improved = not self.validated or value > state.best_val_miou
         previous = (state.weights_file, state.best_file)
         if improved:
             state.best_val_miou, state.best_epoch = value, epoch

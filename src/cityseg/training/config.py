@@ -29,6 +29,10 @@ class DataConfig:
     augment: tuple[str, ...] = ("hflip", "scale_crop", "color")  # technique names (data.augment)
     # Folder of unlabelled real photos whose style fda / histmatch copy ("" = none).
     style_images: str = ""
+    # Splits the model learns from. [train, val] refits a recipe already chosen on val with
+    # both: nothing is validated, train.epochs is fixed (no early stopping) and the last
+    # epoch is kept; only test is scored.
+    train_on: tuple[str, ...] = ("train",)
 
 
 @dataclass(frozen=True)

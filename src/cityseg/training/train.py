@@ -6,6 +6,8 @@ One run folder holds everything (see docs/architecture.md): `config.yaml`, `hist
 
 The model is trained on `train` and selected on `val` (cities carved out of the official
 train split); `test` (the official val split) is only scored once, at the end.
+`data.train_on=[train,val]` refits a recipe chosen that way on both sets for its fixed
+number of epochs and keeps the last epoch: nothing is selected on data it learnt from.
 """
 
 from __future__ import annotations
@@ -259,6 +261,7 @@ def train(
     from cityseg.training.losses import get_loss
     from cityseg.training.tracking import Tracker
 
+    refit = check_train_on(config)  # before anything is written
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = _prepare_run_dir(config, run_dir, resume)
@@ -272,6 +275,14 @@ def train(
     manifest = load_manifest_for(config)
     if not manifest.train or not manifest.val:
         raise TrainingError(f"{config.data.root}: the split needs train and val samples")
+    train_samples = [*manifest.train, *manifest.val] if refit else list(manifest.train)
+    if refit:
+        log.info(
+            "refit on train + val (%d + %d images): no validation, the last of %d epochs is kept",
+            len(manifest.train),
+            len(manifest.val),
+            t.epochs,
+        )
     size = config.input_size
     cache = config.data.cache_dir if config.data.cache else None
     common: dict[str, Any] = {
@@ -288,7 +299,7 @@ def train(
         references = load_reference_images(config.data.style_images, size)
         log.info("%d unlabelled style photos from %s", len(references), config.data.style_images)
     train_seq = CityscapesSequence(
-        manifest.train,
+        train_samples,
         augment=config.data.augment,
         shuffle=True,
         seed=t.seed,
@@ -297,9 +308,9 @@ def train(
     )
     train_seq.set_epoch(start_epoch)
     train_data = LimitedSteps(train_seq, t.steps_per_epoch) if t.steps_per_epoch else train_seq
-    val_seq = CityscapesSequence(manifest.val, **common)
+    val_seq = None if refit else CityscapesSequence(manifest.val, **common)
 
-    weights = class_weights(manifest.train, size) if t.loss == "weighted_ce" else None
+    weights = class_weights(train_samples, size) if t.loss == "weighted_ce" else None
     if weights is not None:
         log.info(
             "class weights: %s",
@@ -310,7 +321,10 @@ def train(
     strategy = make_strategy(t.strategy)
     replicas = strategy.num_replicas_in_sync
     log.info("strategy %s with %d replica(s)", type(strategy).__name__, replicas)
-    _check_batches(config.data.batch_size, replicas, {"train": manifest.train, "val": manifest.val})
+    batched: dict[str, Sequence[Any]] = {"train": train_samples}
+    if not refit:
+        batched["val"] = manifest.val
+    _check_batches(config.data.batch_size, replicas, batched)
 
     freeze = config.model.freeze_epochs
     with strategy.scope():
@@ -341,6 +355,7 @@ def train(
         warmup_epochs=t.warmup_epochs,
         epochs=t.epochs,
         patience=t.early_stopping,
+        validated=not refit,
         on_epoch=lambda epoch, logs: tracker.log_metrics(logs, step=epoch + 1),
     )
     fit_args = {
@@ -372,15 +387,48 @@ def train(
         metrics = finish_run(config, run_dir, manifest, state, tracker)
         status = "FINISHED"
         log.info(
-            "val mIoU %.4f, test mIoU %.4f -> %s",
-            metrics["val"]["miou"],
-            metrics["test"]["miou"],
+            "val mIoU %s, test mIoU %s -> %s",
+            _score(metrics, "val"),
+            _score(metrics, "test"),
             run_dir,
         )
     finally:
         keras.mixed_precision.set_global_policy(policy)
         tracker.end(status)
     return run_dir
+
+
+def check_train_on(config: Config) -> bool:
+    """Validate `data.train_on`; True for a refit on train + val (no validation set left).
+
+    A refit has nothing to select on, so early stopping and the plateau schedule, which both
+    watch validation mIoU, are refused rather than silently switched off.
+    """
+    train_on = tuple(config.data.train_on)
+    if train_on == ("train",):
+        return False
+    if sorted(train_on) != ["train", "val"]:
+        raise TrainingError(
+            f"data.train_on={list(train_on)}: expected [train] or [train, val] "
+            "(test is never trained on)"
+        )
+    t = config.train
+    if t.early_stopping:
+        raise TrainingError(
+            f"data.train_on=[train, val] leaves no validation set: set train.early_stopping=0 "
+            f"(now {t.early_stopping}) and a fixed train.epochs"
+        )
+    if t.schedule == "plateau":
+        raise TrainingError(
+            "data.train_on=[train, val] leaves no validation set for train.schedule=plateau; "
+            "use cosine or constant"
+        )
+    return True
+
+
+def _score(metrics: dict[str, Any], split: str) -> str:
+    scores = metrics.get(split)
+    return f"{scores['miou']:.4f}" if scores else "not scored"
 
 
 def _save_best_model(config: Config, best: Path, out: Path) -> None:
@@ -422,7 +470,11 @@ def finish_run(
         "stopped_early": state.stopped_early,
         "inference_ms": inference_ms(predictor),
     }
-    for split, samples in (("val", manifest.val), ("test", manifest.test)):
+    splits = [("val", manifest.val), ("test", manifest.test)]
+    if "val" in config.data.train_on:  # trained on: its score would say nothing
+        metrics["trained_on"] = list(config.data.train_on)
+        splits = splits[1:]
+    for split, samples in splits:
         scored = [s for s in samples if s.label is not None]
         if not scored:
             log.warning("no labelled %s samples: %s scores skipped", split, split)
