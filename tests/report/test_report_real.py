@@ -12,19 +12,22 @@ import yaml
 
 from cityseg.report.note import Note
 from cityseg.report.real import EVAL_CATEGORIES, section_real
+from cityseg.report.runs import DASH
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from camvid_trees import make_segnet
 
 
-def _write(runs: Path, name: str, root: Path, weights: str | None, test: float) -> Path:
+def _write(
+    runs: Path, name: str, root: Path, weights: str | None, test: float, suite: str = "models"
+) -> Path:
     from cityseg.models.registry import create_model
 
-    run = runs / "models" / name
+    run = runs / suite / name
     run.mkdir(parents=True)
     config = {
         "name": f"models-{name}",
-        "data": {"root": str(root), "size": "64x48"},
+        "data": {"root": str(root), "size": "64x48", "augment": ["hflip", "color"]},
         "model": {"name": name, "encoder_weights": weights},
         "train": {"loss": "ce_dice"},
     }
@@ -67,6 +70,22 @@ def test_section_compares_scratch_and_pretrained_on_the_test_drive(tmp_path: Pat
     assert "ImageNet weights: +0.119 category IoU against the from-scratch model" in text
     # the per-category table holds the recorded values
     assert "| lraspp_lite0 (ImageNet) | 0.671 | 0.691 | 0.711 | 0.731 |" in text
+    # a refit recipe: trained on train + val, so no validation score, only test
+    refit = _write(runs, "lraspp_lite0", root, "imagenet", 0.655, suite="recipes")
+    metrics = json.loads((refit / "metrics.json").read_text())
+    del metrics["val"]
+    metrics["trained_on"] = ["train", "val"]
+    (refit / "metrics.json").write_text(json.dumps(metrics))
+    note = Note(tmp_path / "docs" / "note.md")
+    section_real(note, runs)
+    text = note.text()
+    assert (
+        "| `lraspp_lite0` | lraspp_lite0 (ImageNet, ce_dice) | hflip+color | 0016E5 + 0006R0 | 2 | "
+        f"{DASH} | **0.655** | 0.595 |" in text
+    )
+    assert (
+        "Best recipe: `lraspp_lite0`, test category IoU 0.655, misses the pretrained target" in text
+    )
     for figure in ("real_per_category.png", "real_curves.png", "real_examples.png"):
         assert (tmp_path / "docs" / "figures" / figure).is_file(), figure
         assert f"figures/{figure}" in text
