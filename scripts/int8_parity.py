@@ -40,13 +40,13 @@ def main() -> None:
     from cityseg.common.sizes import parse_size
     from cityseg.data.cityscapes import read_image
     from cityseg.inference.export import (
-        _split_samples,
-        _spread,
         float_ops,
         keras_predictor_at,
         load_parity_images,
         measure_parity,
+        run_split_samples,
         sidecar_path,
+        spread_evenly,
         to_litert,
     )
     from cityseg.inference.runtime import Predictor
@@ -56,10 +56,10 @@ def main() -> None:
         raise SystemExit(f"{args.run}: no model.keras in this run folder")
     keras_predictor = keras_predictor_at(args.run, size)
     model = keras_predictor.backend.model  # type: ignore[attr-defined]
-    train = _split_samples(args.run, "train", None)
+    train = run_split_samples(args.run, "train", None)
     frames = {
         "first": train[: args.count],
-        "spread": _spread(train, args.count),
+        "spread": spread_evenly(train, args.count),
         "all": train,
     }
     parity = load_parity_images(args.run, 10**6)  # every test frame

@@ -405,9 +405,9 @@ def test_int8_without_float_logits_is_int8_throughout(trained_run, calibration) 
 
 
 def test_calibration_and_parity_frames_are_spread_over_the_split() -> None:
-    from cityseg.inference.export import _spread
+    from cityseg.inference.export import spread_evenly
 
-    assert _spread(list(range(10)), 4) == [0, 3, 6, 9]
-    assert _spread(list(range(10)), 1) == [0]
-    assert _spread(list(range(3)), 5) == [0, 1, 2]
-    assert _spread([], 5) == []
+    assert spread_evenly(list(range(10)), 4) == [0, 3, 6, 9]
+    assert spread_evenly(list(range(10)), 1) == [0]
+    assert spread_evenly(list(range(3)), 5) == [0, 1, 2]
+    assert spread_evenly([], 5) == []

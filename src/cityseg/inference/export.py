@@ -309,11 +309,11 @@ def load_calibration_images(
     """
     from cityseg.data.cityscapes import read_image
 
-    samples = _spread(_split_samples(run_dir, "train", data_root), count)
+    samples = spread_evenly(run_split_samples(run_dir, "train", data_root), count)
     return [read_image(sample.image) for sample in samples]
 
 
-def _spread(samples: list[Any], count: int) -> list[Any]:
+def spread_evenly(samples: list[Any], count: int) -> list[Any]:
     """`count` of `samples` evenly spaced, first and last included (all if fewer)."""
     if count >= len(samples):
         return samples
@@ -332,10 +332,10 @@ def load_parity_images(
     from cityseg.data.labels import to_eval_categories
 
     split = "test"
-    samples = _spread(_split_samples(run_dir, split, data_root), count)
+    samples = spread_evenly(run_split_samples(run_dir, split, data_root), count)
     if not samples:
         split = "val"
-        samples = _spread(_split_samples(run_dir, split, data_root), count)
+        samples = spread_evenly(run_split_samples(run_dir, split, data_root), count)
     if not samples:
         raise ExportError(f"{run_dir}: no test or val images in the split for the parity check")
     return [
@@ -349,7 +349,8 @@ def load_parity_images(
     ]
 
 
-def _split_samples(run_dir: Path, split: str, data_root: str | Path | None) -> list[Any]:
+def run_split_samples(run_dir: Path, split: str, data_root: str | Path | None) -> list[Any]:
+    """A run's `split` samples (its own manifest, or `data_root`'s), sorted by image path."""
     from cityseg.data.split import default_manifest_path, load_manifest
     from cityseg.inference.runtime import _run_config
 
