@@ -70,10 +70,12 @@ def train(
     except TrainingError as err:
         _fail(str(err))
     metrics = json.loads((path / "metrics.json").read_text())
+    from cityseg.training.train import score_text
+
+    kept = "last epoch (refit)" if metrics.get("trained_on") else "best epoch"
     typer.echo(
-        f"{path}: val mIoU {metrics.get('val', {}).get('miou', float('nan')):.4f}, "
-        f"test mIoU {metrics.get('test', {}).get('miou', float('nan')):.4f}, "
-        f"best epoch {metrics.get('best_epoch')}"
+        f"{path}: val mIoU {score_text(metrics, 'val')}, "
+        f"test mIoU {score_text(metrics, 'test')}, {kept} {metrics.get('best_epoch')}"
     )
 
 

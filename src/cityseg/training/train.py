@@ -388,8 +388,8 @@ def train(
         status = "FINISHED"
         log.info(
             "val mIoU %s, test mIoU %s -> %s",
-            _score(metrics, "val"),
-            _score(metrics, "test"),
+            score_text(metrics, "val"),
+            score_text(metrics, "test"),
             run_dir,
         )
     finally:
@@ -426,7 +426,8 @@ def check_train_on(config: Config) -> bool:
     return True
 
 
-def _score(metrics: dict[str, Any], split: str) -> str:
+def score_text(metrics: dict[str, Any], split: str) -> str:
+    """`0.1234`, or "not scored" for a split a run has no score on (a refit's val)."""
     scores = metrics.get(split)
     return f"{scores['miou']:.4f}" if scores else "not scored"
 
