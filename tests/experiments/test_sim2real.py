@@ -127,3 +127,37 @@ def test_category_shares_sum_the_whole_set(synth_root: Path) -> None:
     assert [shares[c] for c in labels.CATEGORIES] == pytest.approx(expected.tolist())
     # the reference shares sum to 100.5 %: half of |100 - 38| + the 62.5 of the others
     assert share_distance({"flat": 100.0}) == pytest.approx(0.5 * (62.0 + 62.5))
+
+
+def _record(runs: Path, name: str, augment: list[str], iou: float, **config: object) -> dict:
+    import yaml
+
+    run = runs / name
+    run.mkdir(parents=True)
+    saved = {"name": name, "data": {"augment": augment, "size": "192x160"}, "model": config}
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    per = {"flat": iou + 0.1, "nature": iou - 0.1}
+    return {"name": name, "augment": augment, "real": {"category_iou": iou,
+            "per_category_iou_official": per}}  # fmt: skip
+
+
+def test_ablation_pairs_only_runs_that_differ_in_one_technique(tmp_path: Path) -> None:
+    from cityseg.report.sim2real import ablation
+
+    records = [
+        _record(tmp_path, "full", ["hflip", "camera", "domain_rand"], 0.42, freeze_epochs=5),
+        _record(tmp_path, "no_dr", ["hflip", "camera"], 0.40, freeze_epochs=5),
+        _record(tmp_path, "no_cam", ["hflip", "domain_rand"], 0.45, freeze_epochs=5),
+        # same augmentation as no_dr but another config: never paired with "full"
+        _record(tmp_path, "tuned_no_dr", ["hflip", "camera"], 0.30, freeze_epochs=1),
+        # another technique in place of two: not a one-technique ablation of any run
+        _record(tmp_path, "other", ["hflip", "scale_crop"], 0.10, freeze_epochs=5),
+    ]
+    lines = ablation(records, tmp_path)
+    assert lines == [
+        "- `domain_rand` helps transfer: 0.420 with it (`full`), 0.400 without (`no_dr`), "
+        "+0.020; most moved: flat +0.020, nature +0.020",
+        "- `camera` does not help transfer: 0.420 with it (`full`), 0.450 without (`no_cam`), "
+        "-0.030; most moved: flat -0.030, nature -0.030",
+    ]
+    assert ablation(records[:1], tmp_path) == []

@@ -47,7 +47,8 @@ def _row(record: dict[str, Any], base: dict[str, Any] | None) -> str:
     val, test = record.get("synth_val") or {}, record.get("synth_test") or {}
     epochs = f"{record.get('epochs_run')}{' (stopped)' if record.get('partial') else ''}"
     return (
-        f"| `{record['name']}` | `{synth.get('root', '-')}` | {epochs} | "
+        f"| `{record['name']}` | {record.get('model', '-')} {record.get('input_size', '')} | "
+        f"`{synth.get('root', '-')}` | {epochs} | "
         f"{'+'.join(record.get('augment') or []) or 'none'} | "
         f"{record.get('encoder_weights') or 'scratch'} | "
         f"**{_f(real['category_iou'])}**{delta} | "
@@ -58,12 +59,60 @@ def _row(record: dict[str, Any], base: dict[str, Any] | None) -> str:
 
 def _table(records: list[dict[str, Any]], base: dict[str, Any] | None) -> str:
     head = (
-        "| run | synthetic cities | epochs | augmentation | encoder | real cat. IoU (vs baseline) | "
+        "| run | model | synthetic cities | epochs | augmentation | encoder | real cat. IoU (vs baseline) | "
         + " | ".join(OFFICIAL)
         + " | synth val | synth test |"
     )
-    rule = "|" + "---|" * (8 + len(OFFICIAL))
-    return "\n".join([head, rule, *(_row(r, base) for r in records)])
+    rule = "|" + "---|" * (9 + len(OFFICIAL))
+    commands = [f"- `{r['name']}`: `{r['command']}`" for r in records if r.get("command")]
+    table = "\n".join([head, rule, *(_row(r, base) for r in records)])
+    return table + ("\n\nCommands:\n\n" + "\n".join(commands) if commands else "")
+
+
+def _config_without_augment(run_dir: Path) -> dict[str, Any] | None:
+    """The run's saved config minus its name and augmentation list (what an ablation varies)."""
+    import yaml
+
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return None
+    config = yaml.safe_load(path.read_text()) or {}
+    config.pop("name", None)
+    (config.get("data") or {}).pop("augment", None)
+    return config
+
+
+def ablation(records: list[dict[str, Any]], runs_dir: Path) -> list[str]:
+    """One line per technique for each pair of runs whose saved configs differ only in that
+    technique being in the augmentation list: its effect on the real-photo score."""
+    configs = {r["name"]: _config_without_augment(runs_dir / r["name"]) for r in records}
+    lines = []
+    for full in records:
+        for reduced in records:
+            with_t, without_t = set(full.get("augment") or []), set(reduced.get("augment") or [])
+            dropped = with_t - without_t
+            if (
+                len(dropped) != 1
+                or not without_t < with_t
+                or configs[full["name"]] is None
+                or configs[full["name"]] != configs[reduced["name"]]
+            ):
+                continue
+            (technique,) = dropped
+            a, b = full["real"]["category_iou"], reduced["real"]["category_iou"]
+            per_a = full["real"].get("per_category_iou_official") or {}
+            per_b = reduced["real"].get("per_category_iou_official") or {}
+            moves = sorted(
+                ((per_a[c] - per_b[c], c) for c in OFFICIAL if c in per_a and c in per_b),
+                key=lambda d: -abs(d[0]),
+            )[:2]
+            verdict = "helps transfer" if a > b else "does not help transfer"
+            lines.append(
+                f"- `{technique}` {verdict}: {a:.3f} with it (`{full['name']}`), {b:.3f} without "
+                f"(`{reduced['name']}`), {a - b:+.3f}; most moved: "
+                + ", ".join(f"{c} {d:+.3f}" for d, c in moves)
+            )
+    return lines
 
 
 def _shares(records: list[dict[str, Any]]) -> str:
@@ -169,6 +218,12 @@ def section_sim2real(
             "through `fda` (Fourier amplitude swap) or `histmatch` (histogram matching): "
             "no real label was used, but they are not purely synthetic.",
             _table(styled, base),
+        )
+    lines = ablation(synthetic, Path(runs_dir))
+    if lines:
+        note.add(
+            "Augmentation ablation on real photographs (pairs of runs whose saved configs "
+            "differ only in one technique):\n\n" + "\n".join(lines)
         )
     verdict = (
         f"The best purely synthetic run, `{best_synth['name']}`, reaches "
