@@ -540,6 +540,7 @@ def test_train_on_refuses_what_would_need_validation(
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+@pytest.mark.slow
 def test_refit_learns_from_train_and_val_and_keeps_the_last_epoch(
     synth_root: Path, manifest: Path, tmp_path: Path
 ) -> None:
@@ -557,9 +558,11 @@ def test_refit_learns_from_train_and_val_and_keeps_the_last_epoch(
             steps.append(self.params["steps"])
             assert "val_miou" not in (logs or {})
 
-    cfg = tiny_config(synth_root, manifest, "train.epochs=2", "data.train_on=[train,val]")
+    cfg = tiny_config(
+        synth_root, manifest, "train.epochs=2", "data.train_on=[train,val]", "data.batch_size=4"
+    )
     run = train(cfg, tmp_path / "refit", callbacks=[Steps()])
-    assert steps == [len(split.train) + len(split.val)] * 2  # batch 1: one step per image
+    assert steps == [math.ceil((len(split.train) + len(split.val)) / 4)] * 2
     metrics = json.loads((run / "metrics.json").read_text())
     assert "val" not in metrics and metrics["test"]["miou"] > 0
     assert metrics["trained_on"] == ["train", "val"] and metrics["best_epoch"] == 2
