@@ -274,35 +274,6 @@ def test_mixed_precision_is_refused_politely_on_cpu(caplog: pytest.LogCaptureFix
     assert "needs a GPU" in caplog.text
 
 
-@pytest.mark.slow
-def test_frozen_encoder_epochs_then_unfrozen_and_recompiled(
-    synth_root: Path, manifest: Path, tmp_path: Path
-) -> None:
-    import keras
-
-    from cityseg.training.train import train
-
-    seen: list[tuple[int, bool, int]] = []
-
-    class Spy(keras.callbacks.Callback):
-        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-            encoder = self.model.get_layer("encoder")
-            seen.append((epoch, encoder.trainable, len(self.model.trainable_weights)))
-
-    cfg = tiny_config(
-        synth_root,
-        manifest,
-        "model.name=unet_vgg16",  # 19 encoder layers: compiles in seconds, twice
-        "model.freeze_epochs=1",
-        "train.epochs=2",
-        "train.steps_per_epoch=2",
-    )
-    train(cfg, tmp_path / "run", callbacks=[Spy()])
-    assert [(epoch, trainable) for epoch, trainable, _ in seen] == [(0, False), (1, True)]
-    assert seen[1][2] > seen[0][2]  # the encoder's weights joined the trainable set
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == 2
-
-
 # --------------------------------------------------------------------------- subprocesses
 
 
@@ -541,9 +512,11 @@ def test_train_on_refuses_what_would_need_validation(
 
 
 @pytest.mark.slow
-def test_refit_learns_from_train_and_val_and_keeps_the_last_epoch(
+def test_refit_with_a_frozen_first_epoch_learns_from_train_and_val_and_keeps_the_last_epoch(
     synth_root: Path, manifest: Path, tmp_path: Path
 ) -> None:
+    """Two behaviours in one (short) training, to keep the suite fast: a refit on train + val,
+    and the encoder frozen for the first epoch, then unfrozen and recompiled."""
     import keras
 
     from cityseg.data.split import load_manifest
@@ -551,21 +524,35 @@ def test_refit_learns_from_train_and_val_and_keeps_the_last_epoch(
     from cityseg.training.train import train
 
     split = load_manifest(manifest)
+    seen: list[tuple[int, bool, int]] = []
     steps: list[int] = []
 
-    class Steps(keras.callbacks.Callback):
+    class Spy(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            encoder = self.model.get_layer("encoder")
+            seen.append((epoch, encoder.trainable, len(self.model.trainable_weights)))
+
         def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
             steps.append(self.params["steps"])
             assert "val_miou" not in (logs or {})
 
     cfg = tiny_config(
-        synth_root, manifest, "train.epochs=2", "data.train_on=[train,val]", "data.batch_size=4"
+        synth_root,
+        manifest,
+        "model.name=unet_vgg16",  # 19 encoder layers: compiles in seconds, twice
+        "model.freeze_epochs=1",
+        "train.epochs=2",
+        "data.train_on=[train,val]",
+        "data.batch_size=4",
     )
-    run = train(cfg, tmp_path / "refit", callbacks=[Steps()])
+    run = train(cfg, tmp_path / "refit", callbacks=[Spy()])
+    assert [(epoch, trainable) for epoch, trainable, _ in seen] == [(0, False), (1, True)]
+    assert seen[1][2] > seen[0][2]  # the encoder's weights joined the trainable set
     assert steps == [math.ceil((len(split.train) + len(split.val)) / 4)] * 2
     metrics = json.loads((run / "metrics.json").read_text())
     assert "val" not in metrics and metrics["test"]["miou"] > 0
     assert metrics["trained_on"] == ["train", "val"] and metrics["best_epoch"] == 2
+    assert metrics["epochs_run"] == 2
     saved = load_keras_model(run / "model.keras").get_weights()
     with np.load(run / "checkpoint" / "epoch_0002.npz") as last:
         for i, weights in enumerate(saved):

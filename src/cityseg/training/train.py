@@ -254,6 +254,7 @@ def train(
 
     Extra Keras `callbacks` (e.g. an Optuna pruner) are added to `fit`. Returns the run folder.
     """
+    refit = check_train_on(config)  # before anything is written (or TensorFlow loaded)
     import keras
 
     from cityseg.data.generator import CityscapesSequence
@@ -261,7 +262,6 @@ def train(
     from cityseg.training.losses import get_loss
     from cityseg.training.tracking import Tracker
 
-    refit = check_train_on(config)  # before anything is written
     run_dir = Path(out_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     state = _prepare_run_dir(config, run_dir, resume)
