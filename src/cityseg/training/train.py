@@ -472,7 +472,7 @@ def finish_run(
         "inference_ms": inference_ms(predictor),
     }
     splits = [("val", manifest.val), ("test", manifest.test)]
-    if "val" in config.data.train_on:  # trained on: its score would say nothing
+    if check_train_on(config):  # a refit trained on val: its score would say nothing
         metrics["trained_on"] = list(config.data.train_on)
         splits = splits[1:]
     for split, samples in splits:
