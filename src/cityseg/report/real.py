@@ -209,15 +209,20 @@ def section_recipes(
             rows,
         ),
     )
-    best = max(recipes, key=_test)
-    kind, target = (
-        ("pretrained", TARGET_PRETRAINED) if pretrained(best) else ("from-scratch", TARGET_SCRATCH)
-    )
-    verdict = "meets" if _test(best) >= target else "misses"
-    note.add(
-        f"Best recipe: `{best.name}`, test category IoU {_test(best):.3f}, {verdict} the "
-        f"{kind} target of {target:.2f} (issue #12)."
-    )
+    # one verdict per kind: a from-scratch recipe is held to its own target, never compared
+    # with a pretrained one's (the best overall could be either)
+    for kind, target, runs in (
+        ("pretrained", TARGET_PRETRAINED, [r for r in recipes if pretrained(r)]),
+        ("from-scratch", TARGET_SCRATCH, [r for r in recipes if not pretrained(r)]),
+    ):
+        if not runs:
+            continue
+        best = max(runs, key=_test)
+        verdict = "meets" if _test(best) >= target else "misses"
+        note.add(
+            f"Best {kind} recipe: `{best.name}`, test category IoU {_test(best):.3f}, "
+            f"{verdict} the {kind} target of {target:.2f} (issue #12)."
+        )
 
 
 def epochs_text(run: RunInfo) -> str:
