@@ -408,7 +408,7 @@ class SceneBuilder(StreetActors):
         bulge = H * rng.uniform(0.01, 0.07)
         xs = np.linspace(-0.02 * W, 1.02 * W, 17)
         t = (xs - W / 2) / (W / 2)
-        ys = top + bulge * t**2
+        ys = np.minimum(top + bulge * t**2, H - 1)  # a low top and a big bulge: corners in frame
         pts = [(round(x), round(y)) for x, y in zip(xs, ys, strict=True)]
         pts += [(int(1.02 * W), H + 2), (int(-0.02 * W), H + 2)]
         paint = jitter(rng, (40, 42, 48), 0.3)
