@@ -6,7 +6,22 @@ import math
 
 import numpy as np
 
-from cityseg.data.synth_geometry import Obj, SceneCanvas, jitter, mix
+from cityseg.data.synth_geometry import Obj, Point, SceneCanvas, jitter, mix
+
+# Clothes on real streets: mostly black, navy, greys, browns, olive and beige.
+CLOTHES: tuple[tuple[int, int, int], ...] = (
+    (25, 25, 28),
+    (35, 40, 60),
+    (60, 62, 68),
+    (105, 105, 110),
+    (80, 60, 45),
+    (70, 72, 50),
+    (160, 140, 110),
+    (40, 45, 60),
+    (30, 30, 30),
+    (90, 80, 70),
+    (60, 70, 110),
+)
 
 
 class StreetActors(SceneCanvas):
@@ -64,7 +79,7 @@ class StreetActors(SceneCanvas):
                 self.add_street(
                     z, self._bin(e + side * rng.uniform(0.6, self.side_w[side] - 0.5), z)
                 )
-            z += rng.uniform(4, 14)  # dense furniture: `object` is 1.8 % of Cityscapes pixels
+            z += rng.uniform(3, 10)  # dense furniture: `object` is 1.8 % of Cityscapes pixels
 
     def _pole(self, x: float, z: float, side: int) -> list[Obj]:
         rng = self.rng
@@ -539,25 +554,92 @@ class StreetActors(SceneCanvas):
     def _person(
         self, x: float, z: float, label: str = "person", base_y: float = 0.0, h: float | None = None
     ) -> list[Obj]:
+        """A pedestrian (or a rider): legs, a shirt or a long coat, two arms, head and hair.
+
+        Clothes are mostly dark and neutral, as on real streets in most seasons (bright random
+        shirts made the synthetic people easy to find and nothing like the real ones); arms
+        swing with the stride, and some carry a bag (labelled with the person, as in Cityscapes).
+        """
         rng = self.rng
         g = self._group()
         h = h or rng.uniform(1.55, 1.95)
         stride = rng.uniform(0.0, 0.22)
-        body, torso, head = self._person_pts(x, h, stride, rng.uniform(-0.05, 0.05))
-        lift = [(px, py + base_y) for px, py in body]
-        trousers = jitter(
-            rng,
-            [(40, 45, 60), (30, 30, 30), (90, 80, 70), (60, 70, 110)][int(rng.integers(4))],
-            0.2,
-        )
-        shirt = tuple(int(c) for c in rng.integers(20, 230, 3))
-        ob = Obj(label, self.front(z, lift), trousers, z, g)
-        ob.details.append((self.front(z, [(px, py + base_y) for px, py in torso]), shirt))  # type: ignore[arg-type]
+        lean = rng.uniform(-0.05, 0.05)
+        body, torso, head = self._person_pts(x, h, stride, lean)
+
+        def lift(pts: list[tuple[float, float]]) -> list[Point]:
+            return self.front(z, [(px, py + base_y) for px, py in pts])
+
+        trousers = jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.2)
+        coat = rng.uniform() < 0.45
+        if rng.uniform() < 0.8:
+            top = jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.25)
+        else:  # now and then a bright jacket or shirt
+            r_, g_, b_ = (int(c) for c in rng.integers(40, 230, 3))
+            top = (r_, g_, b_)
+        ob = Obj(label, lift(body), trousers, z, g)
+        sw, hip, neck = h * 0.13, h * 0.52, h * 0.84
+        parts = [ob]
+        if coat:  # its own polygon: below the hips a coat is wider than the legs
+            hem = h * rng.uniform(0.28, 0.36)
+            outline = [
+                (x - sw * 0.95, hem),
+                (x + sw * 0.95, hem),
+                (x + sw * 0.9 + lean, neck - 0.06),
+                (x - sw * 0.9 + lean, neck - 0.06),
+            ]
+            parts.append(Obj(label, lift(outline), top, z, g))
+        else:
+            ob.details.append((lift(torso), top))
+        arm_w = h * 0.035
+        for side in (-1, 1):
+            swing = side * stride * rng.uniform(0.3, 0.9)
+            sx, sy = x + side * (sw + arm_w * 0.3) + lean, neck - 0.07
+            hx, hy = x + side * (sw + arm_w * 1.2) + swing, hip * rng.uniform(0.9, 1.0)
+            arm = Obj(
+                label,
+                lift([(sx - arm_w, sy), (sx + arm_w, sy), (hx + arm_w, hy), (hx - arm_w, hy)]),
+                mix(top, (0, 0, 0), 0.15),
+                z - 0.01,
+                g,
+            )
+            parts.append(arm)
+        if rng.uniform() < 0.3:  # a bag at one hip
+            side = 1 if rng.uniform() < 0.5 else -1
+            bx = x + side * (sw + arm_w * 2.5)
+            bw, by = rng.uniform(0.12, 0.2), hip * rng.uniform(0.75, 0.95)
+            bag = jitter(rng, CLOTHES[int(rng.integers(len(CLOTHES)))], 0.3)
+            parts.append(
+                Obj(
+                    label,
+                    lift([(bx - bw, by - 0.3), (bx + bw, by - 0.3), (bx + bw, by), (bx - bw, by)]),
+                    bag,
+                    z - 0.02,
+                    g,
+                )
+            )
         skin = jitter(
             rng, [(230, 190, 160), (190, 140, 110), (120, 85, 60)][int(rng.integers(3))], 0.1
         )
-        hd = Obj(label, self.front(z, [(px, py + base_y) for px, py in head]), skin, z, g)
-        return [ob, hd]
+        hd = Obj(label, lift(head), skin, z, g)
+        r = h * 0.065
+        cy = neck + r * 1.1
+        hairs = [(30, 25, 20), (70, 50, 30), (120, 90, 50), (90, 90, 90)]
+        hair = jitter(rng, hairs[int(rng.integers(4))], 0.2)
+        if rng.uniform() < 0.3:  # a hat or a hood in the coat's colour
+            hair = top
+        hd.details.append(
+            (
+                lift(
+                    [
+                        (x + lean + r * math.cos(a), cy + r * 1.2 * math.sin(a))
+                        for a in np.linspace(-0.2, np.pi + 0.2, 8)
+                    ]
+                ),
+                hair,
+            )
+        )
+        return [*parts, hd]
 
     def _two_wheeler(self, x: float, z: float, kind: str) -> list[Obj]:
         rng = self.rng
@@ -606,7 +688,16 @@ class StreetActors(SceneCanvas):
             side = 1 if rng.uniform() < 0.5 else -1
             z = rng.uniform(4, 60)
             x = self.edge(side) + side * rng.uniform(0.6, self.side_w[side] - 0.3)
-            self.add_street(z, self._person(x, z))
+            # a third walk in twos or threes, side by side or one behind the other
+            size = 1 if rng.uniform() < 0.65 else int(rng.integers(2, 4))
+            away = -side if abs(x - self.edge(side)) > self.side_w[side] / 2 else side
+            for k in range(size):
+                dx, dz = (
+                    (rng.uniform(0.5, 0.7) * k, rng.uniform(-0.3, 0.3))
+                    if rng.uniform() < 0.6
+                    else (rng.uniform(-0.2, 0.2), rng.uniform(0.8, 1.6) * k)
+                )
+                self.add_street(z + dz, self._person(x + away * dx, z + dz))
         if self.crossing is not None:
             for _ in range(int(rng.integers(0, 4))):
                 z = self.crossing + rng.uniform(0.5, 3)
