@@ -287,7 +287,10 @@ def test_resume_after_sigkill_runs_every_epoch_exactly_once(
 ) -> None:
     run = tmp_path / "killed"
     config = tmp_path / "config.yaml"
-    tiny_config(synth_root, manifest, "train.epochs=3").save(config)
+    # A refit (train + val, no validation): its state holds no validation score to resume
+    # from, the case an ordinary run's in-process resume test below cannot reach.
+    refit = ("data.train_on=[train,val]", "train.early_stopping=0")
+    tiny_config(synth_root, manifest, "train.epochs=3", *refit).save(config)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen(
         _cli("train", "--config", str(config), "--out", str(run)),
@@ -312,7 +315,8 @@ def test_resume_after_sigkill_runs_every_epoch_exactly_once(
     with (run / "history.csv").open() as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [1, 2, 3]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["epochs_run"] == 3 and not math.isnan(metrics["val"]["miou"])
+    assert metrics["epochs_run"] == 3 and metrics["trained_on"] == ["train", "val"]
+    assert "val" not in metrics and not math.isnan(metrics["test"]["miou"])
     assert len(list((run / "checkpoint").glob("epoch_*.npz"))) == 1
     assert len(list((run / "checkpoint").glob("best_*.npz"))) == 1
 
