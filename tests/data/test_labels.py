@@ -62,8 +62,11 @@ def test_lookup_tables_built_from_the_official_table() -> None:
     for value in range(256):
         expected = by_id[value].categoryId if value in by_id else 254
         assert lut[value] == expected, value
+    # ...plus one value that is no Cityscapes id: a pixel without a label, never trained on
+    lut[labels.NO_LABEL_ID] = labels.IGNORE_INDEX
     np.testing.assert_array_equal(lut, labels.ID_TO_CATEGORY)
-    assert labels.VALID_ID.sum() == 35
+    assert labels.ID_TO_EVAL_CATEGORY[labels.NO_LABEL_ID] == labels.IGNORE_INDEX
+    assert labels.VALID_ID.sum() == 35 + 1
 
 
 def test_wider_integer_labels_are_validated_then_mapped() -> None:

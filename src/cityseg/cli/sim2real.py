@@ -87,7 +87,52 @@ def sim2real_report(
     typer.echo(f"sim-to-real section written to {path}")
 
 
+def pseudo_label(
+    run: Path = typer.Option(..., "--run", help="Run folder (or model file) that labels."),
+    data: Path = typer.Option(
+        ..., "--data", help="Dataset root with a split.json whose frames get labelled."
+    ),
+    frames: str = typer.Option(
+        "train", "--from", help="Set of --data to label: train or val (never test)."
+    ),
+    labelled: Path = typer.Option(
+        ..., "--with", help="Labelled root with a split.json trained beside (the synth cities)."
+    ),
+    out: Path = typer.Option(..., "--out", help="New dataset root to write."),
+    keep: float = typer.Option(0.5, help="Share of each predicted category's pixels kept."),
+    cap: float = typer.Option(0.9, help="Pixels at least this confident are always kept."),
+) -> None:
+    """Pseudo-label unlabelled frames with a model, for self-training (labels never read)."""
+    from cityseg.data import split as split_mod
+    from cityseg.data.cityscapes import DataError
+    from cityseg.data.pseudo import pseudo_label as run_pseudo_label
+    from cityseg.inference.runtime import Predictor, RuntimeLoadError
+
+    if frames not in ("train", "val"):
+        typer.echo(
+            f"cityseg pseudo-label: --from {frames}: choose train or val; adapting on the "
+            "test frames would tune the model to the frames it is scored on",
+            err=True,
+        )
+        raise typer.Exit(2)
+    try:
+        manifest = split_mod.load_manifest(split_mod.default_manifest_path(data))
+        predictor = Predictor.load(run, runtime="keras")
+        result = run_pseudo_label(
+            predictor, manifest.samples(frames), out, labelled=labelled, keep=keep, cap=cap
+        )
+    except (DataError, RuntimeLoadError, ValueError) as err:
+        typer.echo(f"cityseg pseudo-label: {err}", err=True)
+        raise typer.Exit(2) from err
+    typer.echo(
+        f"{result.frames} frames of {data} ({frames}) pseudo-labelled by {run}: "
+        f"{result.coverage:.1f} % of pixels labelled -> {result.root} (manifest {result.manifest})"
+    )
+    typer.echo("kept % of pixels: " + ", ".join(f"{k} {v:.1f}" for k, v in result.kept.items()))
+
+
 def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Typer) -> None:
-    """Add `cityseg experiments sim2real` and `cityseg experiments sim2real-report`."""
+    """Add `cityseg experiments sim2real`, `... sim2real-report` and `cityseg pseudo-label`."""
     experiments_app.command("sim2real")(sim2real)
     experiments_app.command("sim2real-report")(sim2real_report)
+    app.command("pseudo-label")(pseudo_label)

@@ -57,6 +57,12 @@ ID_TO_CATEGORY: np.ndarray = _lut(lambda lab: lab.categoryId)
 ID_TO_EVAL_CATEGORY: np.ndarray = _lut(
     lambda lab: IGNORE_INDEX if lab.ignoreInEval else lab.categoryId
 )
+# Not a Cityscapes id: a pixel left without a label (where a pseudo-label was not confident,
+# `cityseg.data.pseudo`). It maps to IGNORE_INDEX: no loss in training, not scored.
+NO_LABEL_ID = 250
+assert ID_TO_CATEGORY[NO_LABEL_ID] == _INVALID, "NO_LABEL_ID collides with an official id"
+ID_TO_CATEGORY[NO_LABEL_ID] = IGNORE_INDEX
+ID_TO_EVAL_CATEGORY[NO_LABEL_ID] = IGNORE_INDEX
 VALID_ID: np.ndarray = ID_TO_CATEGORY != _INVALID
 
 # The 7 categories scored by the official category-level benchmark (void excluded).

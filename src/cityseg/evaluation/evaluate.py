@@ -79,7 +79,7 @@ def nanmean(values: Iterable[float]) -> float:
 def fold_to_categories(cm_ids: np.ndarray) -> np.ndarray:
     """Label-id confusion matrix -> 8x8 category confusion matrix."""
     fold = np.zeros((_IDS, labels.NUM_CLASSES), dtype=np.int64)
-    valid = labels.VALID_ID
+    valid = labels.VALID_ID & (labels.ID_TO_CATEGORY < labels.NUM_CLASSES)  # NO_LABEL_ID: none
     fold[np.arange(_IDS)[valid], labels.ID_TO_CATEGORY[valid]] = 1
     return fold.T @ cm_ids.astype(np.int64) @ fold
 

@@ -93,7 +93,10 @@ def run_sim2real(
     result = ev.evaluate(Predictor.load(run_dir, "keras"), real_test)
     ev.write_outputs(result, run_dir, REAL_SPLIT)
     synth_manifest = split_mod.load_manifest(pinned["data.manifest"])
-    shares = category_shares(synth_manifest.train)
+    pseudo = _pseudo_meta(Path(config.data.root), synth_manifest.method)
+    # the rendered frames alone: pseudo-labelled real frames (if any) are counted apart
+    synth_train = [s for s in synth_manifest.train if s.city not in pseudo.get("cities", [])]
+    shares = category_shares(synth_train)
     synth_meta = _synth_meta(Path(config.data.root))
     record = {
         "name": config.name,
@@ -102,6 +105,7 @@ def run_sim2real(
         "input_size": config.data.size,
         "augment": list(config.data.augment),
         "style_images": config.data.style_images,
+        "pseudo_labels": pseudo or None,
         "epochs_run": metrics.get("epochs_run"),
         "train_time_s": metrics.get("train_time_s"),
         "trained_now": status != "done" and not score_only,
@@ -121,8 +125,8 @@ def run_sim2real(
         "synth": {
             "root": config.data.root,
             "generator": synth_meta,
-            "train_cities": synth_manifest.cities("train"),
-            "train_frames": len(synth_manifest.train),
+            "train_cities": sorted({s.city for s in synth_train}),
+            "train_frames": len(synth_train),
             "category_shares": shares,
             "share_table": shares_table(shares),
             "share_distance": share_distance(shares),
@@ -178,6 +182,17 @@ def _synth_meta(root: Path) -> dict[str, Any]:
         return {}
     meta = json.loads(path.read_text())
     return {k: meta.get(k) for k in ("renderer", "seed", "size", "frames_per_city", "cities")}
+
+
+def _pseudo_meta(root: Path, method: dict[str, Any]) -> dict[str, Any]:
+    """What `cityseg pseudo-label` wrote into `root` (its pseudo.json), or {} for plain data."""
+    cities = (method.get("pseudo_labels") or {}).get("cities")
+    if not cities:
+        return {}
+    path = root / "pseudo.json"
+    meta = json.loads(path.read_text()) if path.is_file() else {}
+    keys = ("frames", "keep", "cap", "coverage", "kept", "model", "labelled")
+    return {"cities": list(cities), **{k: meta.get(k) for k in keys}}
 
 
 def _with_data(config: Config, pinned: dict[str, Any]) -> Config:

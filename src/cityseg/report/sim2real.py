@@ -35,8 +35,25 @@ def _f(value: Any) -> str:
 
 
 def uses_real_photos(record: dict[str, Any]) -> bool:
-    """Whether the run saw unlabelled real photos (style techniques), reported apart."""
-    return bool(record.get("style_images"))
+    """Whether the run saw unlabelled real photos (style techniques or pseudo-labels): apart."""
+    return bool(record.get("style_images") or record.get("pseudo_labels"))
+
+
+def _pseudo_lines(records: list[dict[str, Any]]) -> list[str]:
+    """One line per self-trained run: which model labelled which frames, and what was kept."""
+    lines = []
+    for record in records:
+        pseudo = record.get("pseudo_labels")
+        if not pseudo:
+            continue
+        lines.append(
+            f"`{record['name']}`: {pseudo.get('frames')} frames of "
+            f"{', '.join(pseudo.get('cities') or [])} labelled by `{pseudo.get('model')}` "
+            f"(`cityseg pseudo-label --keep {pseudo.get('keep')} --cap {pseudo.get('cap')}`: "
+            f"the most confident share of each predicted category, {pseudo.get('coverage')} % "
+            "of their pixels labelled), trained beside the synthetic frames."
+        )
+    return lines
 
 
 def _row(record: dict[str, Any], base: dict[str, Any] | None) -> str:
@@ -219,10 +236,12 @@ def section_sim2real(
         note.add("### Trained on synthetic frames only", _table(synthetic, base))
     if styled:
         note.add(
-            "### With unlabelled real photos (style transfer; reported apart)",
-            "These runs also saw *unlabelled* photos of other drives (never the test drive) "
-            "through `fda` (Fourier amplitude swap) or `histmatch` (histogram matching): "
+            "### With unlabelled real photos (style transfer, pseudo-labels; reported apart)",
+            "These runs also saw *unlabelled* photos of other drives (never the test drive), "
+            "through `fda` (Fourier amplitude swap) or `histmatch` (histogram matching), or as "
+            "training frames pseudo-labelled by a synthetic-trained model (self-training): "
             "no real label was used, but they are not purely synthetic.",
+            *_pseudo_lines(styled),
             _table(styled, base),
         )
     lines = ablation(synthetic, Path(runs_dir))
