@@ -165,3 +165,38 @@ def test_ablation_pairs_only_runs_that_differ_in_one_technique(tmp_path: Path) -
     assert ablation(records[:1], tmp_path) == []
     records[1]["real"]["category_iou"] = 0.415  # 0.005 below "full": within one seed's noise
     assert ablation(records, tmp_path)[0].startswith("- `domain_rand` has no measurable effect")
+
+
+def test_self_trained_runs_are_reported_apart_with_what_labelled_them(tmp_path: Path) -> None:
+    from cityseg.report.note import Note
+    from cityseg.report.sim2real import section_sim2real, uses_real_photos
+
+    def write(name: str, iou: float, **extra: object) -> dict:
+        per = {c: iou for c in ("flat", "construction", "object", "nature", "sky", "human")}
+        record = {
+            "name": name, "model": "lraspp_lite0", "augment": ["hflip"], "style_images": "",
+            "epochs_run": 5, "input_size": "192x160", "train_time_s": 60.0,
+            "real": {"cities": ["0001TP"], "num_images": 62, "manifest": "real/split.json",
+                     "category_iou": iou, "per_category_iou_official": per | {"vehicle": iou}},
+            "synth": {"train_frames": 160, "category_shares": {}}, "command": f"probe {name}",
+            **extra,
+        }  # fmt: skip
+        (tmp_path / name).mkdir()
+        (tmp_path / name / RECORD).write_text(json.dumps(record))
+        return record
+
+    plain = write("s2r_00_baseline", 0.42)
+    pseudo = {"cities": ["pseudo0016E5"], "frames": 305, "keep": 0.5, "cap": 0.9,
+              "coverage": 52.4, "model": "runs/sim2real/s2r_04"}  # fmt: skip
+    adapted = write("s2r_14_pseudo", 0.47, pseudo_labels=pseudo)
+    assert not uses_real_photos(plain) and uses_real_photos(adapted)
+    note = Note(tmp_path / "note.md")
+    section_sim2real(note, tmp_path, tmp_path / "no-bench")
+    text = note.text()
+    synthetic, apart = text.split("### With unlabelled real photos")
+    assert "s2r_00_baseline" in synthetic and "s2r_14_pseudo" not in synthetic
+    assert (
+        "`s2r_14_pseudo`: 305 frames of pseudo0016E5 labelled by `runs/sim2real/s2r_04` "
+        "(`cityseg pseudo-label --keep 0.5 --cap 0.9`" in apart
+    )
+    assert "52.4 % of their pixels labelled" in apart
