@@ -72,7 +72,13 @@ def test_writes_a_dataset_of_confident_pixels_beside_the_labelled_one(
     frames = [replace(s, label=tmp_path / "absent.png") for s in source.test]
     out = tmp_path / "adapted"
     result = pseudo_label(
-        HalfSure(), frames, out, labelled=synth_root, labelled_manifest=labelled, keep=0.5
+        HalfSure(),
+        frames,
+        out,
+        labelled=synth_root,
+        labelled_manifest=labelled,
+        keep=0.5,
+        command="cityseg pseudo-label ...",
     )
     assert result.frames == len(frames) and result.root == out
     manifest = load_manifest(result.manifest)
@@ -99,6 +105,7 @@ def test_writes_a_dataset_of_confident_pixels_beside_the_labelled_one(
     assert 50 < result.coverage < 100 and result.kept["flat"] > result.kept["sky"] > 0
     meta = json.loads((out / "pseudo.json").read_text())
     assert meta["keep"] == 0.5 and meta["model"] == "runs/fake"
+    assert meta["command"] == "cityseg pseudo-label ..."
     assert manifest.method["pseudo_labels"]["cities"] == sorted({s.city for s in pseudo})
     # the source dataset is untouched: no pseudo city appears in it
     assert not any(s.city.startswith("pseudo") for s in list_samples(synth_root, "train"))

@@ -197,6 +197,12 @@ def test_self_trained_runs_are_reported_apart_with_what_labelled_them(tmp_path: 
     assert "s2r_00_baseline" in synthetic and "s2r_14_pseudo" not in synthetic
     assert (
         "`s2r_14_pseudo`: 305 frames of pseudo0016E5 labelled by `runs/sim2real/s2r_04` "
-        "(`cityseg pseudo-label --keep 0.5 --cap 0.9`" in apart
+        "(`cityseg pseudo-label --keep 0.5 --cap 0.9`: keep 0.5 of each predicted category's "
+        "pixels, the most confident, and all above 0.9; 52.4 % of their pixels labelled)" in apart
     )
-    assert "52.4 % of their pixels labelled" in apart
+    # the command that wrote the pseudo-labels, when recorded, is quoted whole
+    pseudo["command"] = "cityseg pseudo-label --run R --data D --with S --out O"
+    write("s2r_15_pseudo", 0.48, pseudo_labels=pseudo)
+    note = Note(tmp_path / "note2.md")
+    section_sim2real(note, tmp_path, tmp_path / "no-bench")
+    assert "(`cityseg pseudo-label --run R --data D --with S --out O`: keep 0.5" in note.text()

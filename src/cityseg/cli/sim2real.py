@@ -106,6 +106,7 @@ def pseudo_label(
     from cityseg.data import split as split_mod
     from cityseg.data.cityscapes import DataError
     from cityseg.data.pseudo import pseudo_label as run_pseudo_label
+    from cityseg.experiments.records import current_command
     from cityseg.inference.runtime import Predictor, RuntimeLoadError
 
     if frames not in ("train", "val"):
@@ -119,7 +120,13 @@ def pseudo_label(
         manifest = split_mod.load_manifest(split_mod.default_manifest_path(data))
         predictor = Predictor.load(run, runtime="keras")
         result = run_pseudo_label(
-            predictor, manifest.samples(frames), out, labelled=labelled, keep=keep, cap=cap
+            predictor,
+            manifest.samples(frames),
+            out,
+            labelled=labelled,
+            keep=keep,
+            cap=cap,
+            command=current_command(),
         )
     except (DataError, RuntimeLoadError, ValueError) as err:
         typer.echo(f"cityseg pseudo-label: {err}", err=True)

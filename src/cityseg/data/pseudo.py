@@ -113,6 +113,7 @@ def pseudo_label(
     cap: float = 0.9,
     prefix: str = PREFIX,
     batch_size: int = 8,
+    command: str = "",
 ) -> PseudoLabels:
     """Label `samples` with `predictor` (a `Predictor`) and write them beside `labelled` into `out`.
 
@@ -122,6 +123,7 @@ def pseudo_label(
         labelled_manifest: its manifest (default `<labelled>/split.json`).
         keep: fraction of each predicted category's pixels kept (the most confident).
         cap: a pixel this confident is always kept.
+        command: the command line that asked for this, kept in `<out>/pseudo.json`.
     """
     from cityseg.data import split as split_mod
 
@@ -207,6 +209,7 @@ def pseudo_label(
     )
     meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
     meta |= {"keep": keep, "cap": cap, "labelled": str(labelled), "model": str(predictor.source)}
+    meta["command"] = command
     (out / "pseudo.json").write_text(json.dumps(meta, indent=2))
     log.info(
         "%d pseudo-labelled frames (%.1f %% of pixels labelled) -> %s",

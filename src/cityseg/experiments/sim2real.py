@@ -191,7 +191,7 @@ def _pseudo_meta(root: Path, method: dict[str, Any]) -> dict[str, Any]:
         return {}
     path = root / "pseudo.json"
     meta = json.loads(path.read_text()) if path.is_file() else {}
-    keys = ("frames", "keep", "cap", "coverage", "kept", "model", "labelled")
+    keys = ("frames", "keep", "cap", "coverage", "kept", "model", "labelled", "command")
     return {"cities": list(cities), **{k: meta.get(k) for k in keys}}
 
 

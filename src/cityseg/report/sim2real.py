@@ -46,12 +46,16 @@ def _pseudo_lines(records: list[dict[str, Any]]) -> list[str]:
         pseudo = record.get("pseudo_labels")
         if not pseudo:
             continue
+        command = pseudo.get("command") or (
+            f"cityseg pseudo-label --keep {pseudo.get('keep')} --cap {pseudo.get('cap')}"
+        )
         lines.append(
             f"`{record['name']}`: {pseudo.get('frames')} frames of "
             f"{', '.join(pseudo.get('cities') or [])} labelled by `{pseudo.get('model')}` "
-            f"(`cityseg pseudo-label --keep {pseudo.get('keep')} --cap {pseudo.get('cap')}`: "
-            f"the most confident share of each predicted category, {pseudo.get('coverage')} % "
-            "of their pixels labelled), trained beside the synthetic frames."
+            f"(`{command}`: keep {pseudo.get('keep')} of each predicted category's pixels, "
+            f"the most confident, and all above {pseudo.get('cap')}; "
+            f"{pseudo.get('coverage')} % of their pixels labelled), trained beside the "
+            "synthetic frames."
         )
     return lines
 
