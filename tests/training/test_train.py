@@ -65,6 +65,43 @@ def test_learning_rate_warms_up_then_follows_the_schedule() -> None:
         learning_rate_at(3, schedule="step", **kw)
 
 
+def test_time_limit_stops_before_an_epoch_would_end_past_it(tmp_path: Path) -> None:
+    import keras
+
+    from cityseg.training.callbacks import TrainingMonitor
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    model.train_on_batch(np.zeros((1, 2)), np.zeros((1, 1)))  # the optimizer has its slots
+
+    def epochs(limit_s: float, seconds: list[float], done: list[float]) -> RunState:
+        state = RunState(epoch_times=list(done))
+        run = tmp_path / f"run{len(list(tmp_path.iterdir()))}"
+        (run / "checkpoint").mkdir(parents=True)
+        monitor = TrainingMonitor(run, state, schedule="constant", peak_lr=0.1,
+                                  warmup_epochs=0, epochs=9, patience=0, validated=False,
+                                  time_limit_s=limit_s)  # fmt: skip
+        monitor.set_model(model)
+        model.stop_training = False
+        for epoch, spent in enumerate(seconds, start=len(done)):
+            monitor.on_epoch_begin(epoch)
+            monitor._started -= spent  # as if the epoch had taken `spent` seconds
+            monitor.on_epoch_end(epoch, {"loss": 1.0})
+            if model.stop_training:
+                break
+        return state
+
+    # 6 s epochs under 20 s: after two (12 s) a third would end at 18 s, after three at 24
+    state = epochs(20.0, [6.0, 6.0, 6.0, 6.0], [])
+    assert len(state.epoch_times) == 3 and state.time_limited and state.stopped_early
+    # a resumed run counts the seconds of its earlier sessions
+    state = epochs(20.0, [6.0, 6.0], [6.0, 6.0])
+    assert len(state.epoch_times) == 3 and state.time_limited
+    assert not epochs(0.0, [6.0, 6.0], []).time_limited  # 0: no limit
+    with pytest.raises(ValueError, match=r"train\.time_limit_min must be >= 0"):
+        epochs(-60.0, [1.0], [])
+
+
 def test_history_trim_drops_the_epoch_a_kill_interrupted(tmp_path: Path) -> None:
     path = tmp_path / "history.csv"
     path.write_text("epoch,loss\n1,0.9\n2,0.8\n3,0.7\n")
@@ -192,6 +229,7 @@ def test_run_folder_is_complete(trained_run: Path) -> None:
     keys = {"name", "model", "loss", "input_size", "params", "model_size_mb", "train_time_s",
             "time_per_epoch_s", "epochs_run", "best_epoch", "inference_ms", "val", "test"}  # fmt: skip
     assert keys <= set(metrics)
+    assert metrics["time_limited"] is False  # no train.time_limit_min: all 5 epochs ran
     for split in ("val", "test"):
         scores = metrics[split]
         for key in ("miou", "category_iou", "per_category_iou", "dice", "per_category_dice",

@@ -71,6 +71,7 @@ class RunState:
     lr_scale: float = 1.0  # plateau factor on the peak learning rate
     plateau_wait: int = 0  # epochs since the last improvement or LR cut (plateau schedule)
     stopped_early: bool = False  # early stopping fired: resume has nothing left to do
+    time_limited: bool = False  # stopped by train.time_limit_min (then stopped_early too)
     epoch_times: list[float] = field(default_factory=list)  # seconds per completed epoch
     mlflow_run_id: str | None = None  # the MLflow run to continue on resume
     weights_file: str = ""  # checkpoint file of the last completed epoch
@@ -186,6 +187,8 @@ class TrainingMonitor(keras.callbacks.Callback):
         state: the `RunState` to update (restored from `state.json` on resume).
         schedule, peak_lr, warmup_epochs, epochs: the learning-rate schedule.
         patience: early-stopping patience on `val_miou` in epochs (0 = off).
+        time_limit_s: stop when another epoch of the mean length so far would end past this
+            many seconds of training (over all sessions of a resumed run); 0 = no limit.
         validated: whether the epochs are scored on a validation set; without one (a refit on
             train + val) every epoch is the "best" so far and the last one is kept.
         on_epoch: called with `(epoch, logs)` after each checkpoint (e.g. MLflow logging).
@@ -202,6 +205,7 @@ class TrainingMonitor(keras.callbacks.Callback):
         epochs: int,
         patience: int,
         validated: bool = True,
+        time_limit_s: float = 0.0,
         on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     ) -> None:
         super().__init__()
@@ -214,6 +218,9 @@ class TrainingMonitor(keras.callbacks.Callback):
         self.epochs = epochs
         self.patience = patience
         self.validated = validated
+        if time_limit_s < 0:
+            raise ValueError(f"train.time_limit_min must be >= 0, got {time_limit_s / 60:g}")
+        self.time_limit_s = time_limit_s
         self.plateau_patience = max(2, patience // 2) if patience else 3
         self.on_epoch = on_epoch
         self._started = 0.0
@@ -263,6 +270,15 @@ class TrainingMonitor(keras.callbacks.Callback):
             log.info("early stopping: no val_miou gain for %d epochs", state.wait)
         state.epoch = epoch
         state.epoch_times.append(seconds)
+        spent, mean = sum(state.epoch_times), float(np.mean(state.epoch_times))
+        if self.time_limit_s and not state.stopped_early and spent + mean > self.time_limit_s:
+            state.stopped_early = state.time_limited = True
+            self.model.stop_training = True
+            log.info(
+                "time limit: %.0f s of training, another epoch would pass %.0f s",
+                spent,
+                self.time_limit_s,
+            )
         append_history(
             self.run_dir / "history.csv",
             {"epoch": epoch + 1, **logs, "lr": self._lr, "time_s": seconds},

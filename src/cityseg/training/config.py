@@ -55,6 +55,7 @@ class TrainConfig:
     epochs: int = 30  # upper bound; early stopping may end sooner
     steps_per_epoch: int = 0  # 0 = one pass over the training set
     early_stopping: int = 8  # patience in epochs on validation mIoU; 0 = off
+    time_limit_min: float = 0.0  # stop before an epoch would end past this much training; 0 = off
     seed: int = 0  # seeds data order, augmentation and weight init
     mixed_precision: bool = False  # float16 compute (GPU only)
     strategy: str = "auto"  # auto | mirrored | multiworker | default

@@ -356,6 +356,7 @@ def train(
         epochs=t.epochs,
         patience=t.early_stopping,
         validated=not refit,
+        time_limit_s=60.0 * t.time_limit_min,
         on_epoch=lambda epoch, logs: tracker.log_metrics(logs, step=epoch + 1),
     )
     fit_args = {
@@ -469,6 +470,7 @@ def finish_run(
         "best_epoch": state.best_epoch + 1,
         "best_val_miou_during_training": state.best_val_miou,
         "stopped_early": state.stopped_early,
+        "time_limited": state.time_limited,
         "inference_ms": inference_ms(predictor),
     }
     splits = [("val", manifest.val), ("test", manifest.test)]
