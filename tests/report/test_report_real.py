@@ -80,7 +80,7 @@ def test_section_compares_scratch_and_pretrained_on_the_test_drive(tmp_path: Pat
     section_real(note, runs)
     text = note.text()
     assert (
-        "| `lraspp_lite0` | lraspp_lite0 (ImageNet, ce_dice) | hflip+color | 0016E5 + 0006R0 | 2 | "
+        "| `lraspp_lite0` | lraspp_lite0 (ImageNet, ce_dice) | 64x48 | hflip+color | 0016E5 + 0006R0 | 2 | "
         f"{DASH} | **0.655** | 0.595 |" in text
     )
     assert (

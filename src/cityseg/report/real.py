@@ -179,6 +179,7 @@ def section_recipes(
             [
                 f"`{run.name}`",
                 label(run),
+                str(run.cfg("data.size") or DASH),
                 "+".join(run.cfg("data.augment") or []) or "none",
                 _trained_on(run, drives),
                 str(run.metrics.get("epochs_run", DASH)),
@@ -198,6 +199,7 @@ def section_recipes(
             [
                 "run",
                 "model",
+                "input",
                 "augmentation",
                 "trained on",
                 "epochs",
