@@ -126,6 +126,9 @@ def test_refuses_what_would_overwrite_or_mix_up(
     with pytest.raises(DataError, match=r"busy: exists and is not empty"):
         pseudo_label(HalfSure(), frames, busy, **kwargs)
     assert (busy / "keep.txt").read_text() == "mine"
+    with pytest.raises(DataError, match=r"its root is .*, not .*other"):
+        pseudo_label(HalfSure(), frames, tmp_path / "c", labelled=tmp_path / "other",
+                     labelled_manifest=labelled)  # fmt: skip
     train = load_manifest(labelled).train
     with pytest.raises(DataError, match="already has cities"):
         pseudo_label(HalfSure(), train, tmp_path / "b", prefix="", **kwargs)

@@ -133,6 +133,11 @@ def pseudo_label(
     if out.resolve() == labelled.resolve():
         raise DataError(f"{out}: write the pseudo-labels to a new root, not into {labelled}")
     source = split_mod.load_manifest(labelled_manifest or split_mod.default_manifest_path(labelled))
+    if source.root.resolve() != labelled.resolve():
+        raise DataError(
+            f"{labelled_manifest}: its root is {source.root}, not {labelled}: the frames it "
+            "lists would not be the ones linked"
+        )
     clash = {prefix + s.city for s in samples} & {s.city for s in source.train + source.val}
     if clash:
         raise DataError(f"{labelled}: already has cities {sorted(clash)}; choose another prefix")
