@@ -8,6 +8,10 @@ import numpy as np
 
 from cityseg.data.synth_geometry import Obj, Point, SceneCanvas, jitter, mix
 
+# A person's proportions, as fractions of their height: half shoulder width, hip and neck
+# height, head radius (`_person_pts` draws the figure, `_person` dresses it on the same lines).
+SHOULDER, HIP, NECK, HEAD = 0.13, 0.52, 0.84, 0.065
+
 # Clothes on real streets: mostly black, navy, greys, browns, olive and beige.
 CLOTHES: tuple[tuple[int, int, int], ...] = (
     (25, 25, 28),
@@ -518,11 +522,12 @@ class StreetActors(SceneCanvas):
 
     def _person_pts(
         self, x: float, h: float, stride: float, lean: float = 0.0
-    ) -> tuple[list[tuple[float, float]], list[tuple[float, float]], list[tuple[float, float]]]:
-        """Silhouette (body, torso, head) of a person of height h centred at x, in metres."""
-        sw = h * 0.13  # half shoulder width
-        hip = h * 0.52
-        neck = h * 0.84
+    ) -> tuple[list[tuple[float, float]], ...]:
+        """Silhouette (body, torso, head, cap: the head's upper half, for hair or a hat) of a
+        person of height h centred at x, in metres."""
+        sw = h * SHOULDER  # half shoulder width
+        hip = h * HIP
+        neck = h * NECK
         body = [
             (x - stride - 0.09, 0),
             (x - stride + 0.06, 0),
@@ -543,13 +548,17 @@ class StreetActors(SceneCanvas):
             (x + sw * 0.9 + lean, neck - 0.06),
             (x - sw * 0.9 + lean, neck - 0.06),
         ]
-        r = h * 0.065
+        r = h * HEAD
         cy = neck + r * 1.1
         head = [
             (x + lean + r * math.cos(a), cy + r * 1.2 * math.sin(a))
             for a in np.linspace(0, 2 * np.pi, 10, endpoint=False)
         ]
-        return body, torso, head
+        cap = [
+            (x + lean + r * math.cos(a), cy + r * 1.2 * math.sin(a))
+            for a in np.linspace(-0.2, np.pi + 0.2, 8)
+        ]
+        return body, torso, head, cap
 
     def _person(
         self, x: float, z: float, label: str = "person", base_y: float = 0.0, h: float | None = None
@@ -565,7 +574,7 @@ class StreetActors(SceneCanvas):
         h = h or rng.uniform(1.55, 1.95)
         stride = rng.uniform(0.0, 0.22)
         lean = rng.uniform(-0.05, 0.05)
-        body, torso, head = self._person_pts(x, h, stride, lean)
+        body, torso, head, cap = self._person_pts(x, h, stride, lean)
 
         def lift(pts: list[tuple[float, float]]) -> list[Point]:
             return self.front(z, [(px, py + base_y) for px, py in pts])
@@ -578,7 +587,7 @@ class StreetActors(SceneCanvas):
             r_, g_, b_ = (int(c) for c in rng.integers(40, 230, 3))
             top = (r_, g_, b_)
         ob = Obj(label, lift(body), trousers, z, g)
-        sw, hip, neck = h * 0.13, h * 0.52, h * 0.84
+        sw, hip, neck = h * SHOULDER, h * HIP, h * NECK
         parts = [ob]
         if coat:  # its own polygon: below the hips a coat is wider than the legs
             hem = h * rng.uniform(0.28, 0.36)
@@ -622,23 +631,11 @@ class StreetActors(SceneCanvas):
             rng, [(230, 190, 160), (190, 140, 110), (120, 85, 60)][int(rng.integers(3))], 0.1
         )
         hd = Obj(label, lift(head), skin, z, g)
-        r = h * 0.065
-        cy = neck + r * 1.1
         hairs = [(30, 25, 20), (70, 50, 30), (120, 90, 50), (90, 90, 90)]
         hair = jitter(rng, hairs[int(rng.integers(4))], 0.2)
         if rng.uniform() < 0.3:  # a hat or a hood in the coat's colour
             hair = top
-        hd.details.append(
-            (
-                lift(
-                    [
-                        (x + lean + r * math.cos(a), cy + r * 1.2 * math.sin(a))
-                        for a in np.linspace(-0.2, np.pi + 0.2, 8)
-                    ]
-                ),
-                hair,
-            )
-        )
+        hd.details.append((lift(cap), hair))
         return [*parts, hd]
 
     def _two_wheeler(self, x: float, z: float, kind: str) -> list[Obj]:
