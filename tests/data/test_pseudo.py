@@ -129,6 +129,13 @@ def test_refuses_what_would_overwrite_or_mix_up(
     with pytest.raises(DataError, match=r"its root is .*, not .*other"):
         pseudo_label(HalfSure(), frames, tmp_path / "c", labelled=tmp_path / "other",
                      labelled_manifest=labelled)  # fmt: skip
+    # a corrupt frame stops the run before anything is written, naming the file
+    broken = tmp_path / "broken_leftImg8bit.png"
+    broken.write_bytes(frames[0].image.read_bytes()[:200])
+    with pytest.raises(DataError, match=r"broken_leftImg8bit\.png: unreadable or truncated"):
+        pseudo_label(HalfSure(), [*frames, replace(frames[0], image=broken)], tmp_path / "d",
+                     **kwargs)  # fmt: skip
+    assert not (tmp_path / "d").exists()
     train = load_manifest(labelled).train
     with pytest.raises(DataError, match="already has cities"):
         pseudo_label(HalfSure(), train, tmp_path / "b", prefix="", **kwargs)
