@@ -10,7 +10,7 @@ from cityseg.data.labels import PALETTE
 
 SIZE = (128, 64)
 GEOMETRIC = ("hflip", "rotate", "scale_crop")
-PHOTOMETRIC = ("color", "noise", "blur", "weather", "domain_rand", "camera")
+PHOTOMETRIC = ("color", "exposure", "noise", "blur", "weather", "domain_rand", "camera")
 STYLE = ("fda", "histmatch")
 
 
@@ -205,3 +205,17 @@ def test_reference_images_load_sorted_and_resized(tmp_path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match=r"no \.png"):
         load_reference_images(tmp_path / "empty", SIZE)
+
+
+def test_exposure_reaches_dusk_and_noon_where_color_stays_near_the_frame() -> None:
+    """`exposure` spans a camera's light range: some frames at a third to a half of the light."""
+    image = np.full((SIZE[1], SIZE[0], 3), 128, np.uint8)
+    mask = np.zeros((SIZE[1], SIZE[0]), np.uint8)
+
+    def light(name: str) -> np.ndarray:
+        pipeline = build_augmentation([name], SIZE, 0, always=True)
+        return np.array([pipeline(image=image, mask=mask)["image"].mean() / 128 for _ in range(60)])
+
+    exposure, color = light("exposure"), light("color")
+    assert (exposure < 0.6).mean() > 0.1 and exposure.min() < 0.45 and exposure.max() > 1.1
+    assert color.min() > 0.6

@@ -111,6 +111,30 @@ def test_predicted_label_ids_score_like_the_model(
     assert (run_dir / "plots" / "confusion_matrix_test.png").is_file()
 
 
+def test_hflip_tta_predictions_score_like_the_model_with_tta(
+    run_dir: Path, synth_root: Path, manifest: Path, tmp_path: Path
+) -> None:
+    """--tta hflip goes through predict and evaluate alike; the plain score file is kept."""
+    out = tmp_path / "pred"
+    source = synth_root / "leftImg8bit" / "val"
+    args = ["predict", "--run", str(run_dir), "--input", str(source), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--tta", "hflip"])
+    assert result.exit_code == 0, result.output
+    common = ["--manifest", str(manifest), "--split", "test", "--json", "--out", str(tmp_path)]
+    by_folder = runner.invoke(app, ["evaluate", "--predictions", str(out), *common])
+    by_model = runner.invoke(app, ["evaluate", "--run", str(run_dir), "--tta", "hflip", *common])
+    assert by_folder.exit_code == 0 and by_model.exit_code == 0, by_model.output
+    folder_scores = json.loads(by_folder.stdout.strip().splitlines()[-1])
+    model_scores = json.loads(by_model.stdout.strip().splitlines()[-1])
+    assert model_scores["tta"] == "hflip"
+    assert folder_scores["miou"] == pytest.approx(model_scores["miou"], abs=1e-9)
+    assert json.loads((tmp_path / "eval_test_tta_hflip.json").read_text())["tta"] == "hflip"
+    refused = runner.invoke(app, ["evaluate", "--predictions", str(out), "--tta", "hflip"])
+    assert refused.exit_code != 0 and "--tta needs --run" in refused.output
+    unknown = runner.invoke(app, ["evaluate", "--run", str(run_dir), "--tta", "vflip", *common])
+    assert unknown.exit_code != 0 and "vflip" in unknown.output
+
+
 def _copy_tree(synth_root: Path, target: Path) -> Path:
     import shutil
 

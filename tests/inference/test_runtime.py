@@ -127,6 +127,52 @@ def test_predict_logits_shape_and_values(predictor: Predictor) -> None:
     np.testing.assert_allclose(logits[0, 0, 0], expected, rtol=1e-5)
 
 
+def _lopsided(batch: np.ndarray) -> np.ndarray:
+    """Logits that see the content (red -> 1, else 2) but lean to category 3 on the left."""
+    logits = np.zeros((*batch.shape[:3], NUM_CLASSES), np.float32)
+    logits[..., 1] = (batch[..., 0] > 128) * 2.0
+    logits[..., 2] = (batch[..., 0] <= 128) * 2.0
+    logits[..., 3] = np.linspace(3.0, -3.0, batch.shape[2])[None, None, :]
+    return logits
+
+
+def test_hflip_tta_averages_the_mirrored_view() -> None:
+    seen: list[np.ndarray] = []
+
+    def spy(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.copy())
+        return _lopsided(batch)
+
+    predictor = Predictor(spy, name="spy", runtime="keras", input_size=SIZE, tta="hflip")
+    image = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
+    image[:, : SIZE[0] // 4, 0] = 255  # a red band on the left only: not symmetric
+    batch = image[None].astype(np.float32)
+    probs = predictor.predict_probabilities(batch)
+    assert len(seen) == 2
+    np.testing.assert_array_equal(seen[1], seen[0][:, :, ::-1])  # the model saw the mirror
+    plain = _lopsided(batch)
+    soft = np.exp(plain) / np.exp(plain).sum(-1, keepdims=True)
+    mirrored = _lopsided(batch[:, :, ::-1])
+    soft_m = (np.exp(mirrored) / np.exp(mirrored).sum(-1, keepdims=True))[:, :, ::-1]
+    np.testing.assert_allclose(probs, (soft + soft_m) / 2, rtol=1e-5)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    # The left lean cancels: category 3 is gone, the content decides on both sides.
+    mask = predictor.predict(image)
+    expected = np.where(image[..., 0] > 128, 1, 2)
+    np.testing.assert_array_equal(mask, expected)
+    predictor.tta = "none"
+    assert (predictor.predict(image) == 3).any()  # without TTA the lean shows
+
+
+def test_tta_mode_is_checked() -> None:
+    with pytest.raises(ValueError, match="tta 'vflip' is not one of none, hflip"):
+        Predictor(_lopsided, name="x", runtime="keras", input_size=SIZE, tta="vflip")
+    predictor = Predictor(_lopsided, name="x", runtime="keras", input_size=SIZE)
+    with pytest.raises(ValueError, match="tta"):
+        predictor.tta = "flip"
+    assert predictor.tta == "none" and "tta" not in repr(predictor)
+
+
 def test_predict_logits_rejects_wrong_size(predictor: Predictor) -> None:
     with pytest.raises(ValueError, match="does not match"):
         predictor.predict_logits(np.zeros((1, 8, 8, 3), np.float32))

@@ -162,6 +162,11 @@ def evaluate(
         "model, the set the names of --predictions belong to (official val needs no manifest).",
     ),
     runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
+    tta: str = typer.Option(
+        "none",
+        "--tta",
+        help="Test-time augmentation: none | hflip (mean of the frame and its mirror).",
+    ),
     out: Path | None = typer.Option(
         None, "--out", help="Where eval_<split>.json and figures go (default: the run folder)."
     ),
@@ -175,14 +180,21 @@ def evaluate(
 
     if (run is None) == (predictions is None):
         _fail("give exactly one of --run or --predictions")
+    if tta != "none" and run is None:
+        _fail("--tta needs --run: a folder of predictions is scored as it is")
     split, samples = _samples(data, manifest, split, run, predictions)
     split = split.replace(" ", "_")
     try:
         if run is not None:
             from cityseg.inference.runtime import Predictor
 
-            result = ev.evaluate(Predictor.load(run, runtime), samples, progress=not as_json)
+            predictor = Predictor.load(run, runtime)
+            predictor.tta = tta
+            result = ev.evaluate(predictor, samples, progress=not as_json)
+            result["tta"] = tta
             out = out or (run if run.is_dir() else run.parent)
+            if tta != "none":  # eval_<split>.json stays the plain model's score
+                split = f"{split}_tta_{tta}"
         elif predictions is not None:
             result = ev.evaluate_predictions(
                 predictions, samples, allow_extra=allow_extra, progress=not as_json
@@ -266,6 +278,11 @@ def predict(
     ),
     runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
+    tta: str = typer.Option(
+        "none",
+        "--tta",
+        help="Test-time augmentation: none | hflip (mean of the frame and its mirror).",
+    ),
 ) -> None:
     """Write predictions at each image's original size; a bad image is named and skipped."""
     from PIL import Image
@@ -278,6 +295,7 @@ def predict(
     items = _inputs(input_path)
     try:
         predictor = Predictor.load(run, runtime)
+        predictor.tta = tta
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
     failed: list[str] = []

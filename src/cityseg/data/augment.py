@@ -32,6 +32,7 @@ ORDER: tuple[str, ...] = (
     "histmatch",
     "domain_rand",
     "color",
+    "exposure",
     "weather",
     "blur",
     "camera",
@@ -91,6 +92,25 @@ def _color(size: tuple[int, int], p: float) -> list[Any]:
     import albumentations as A
 
     return [A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.05, p=p)]
+
+
+def _exposure(size: tuple[int, int], p: float) -> list[Any]:
+    import albumentations as A
+
+    # A camera's exposure range rather than a colour cast: from dusk (a third of the light,
+    # flatter and greyer) to a bright overcast noon, then a gamma for the tone curve. `color`
+    # (0.7..1.3) keeps every frame near the training drive's light.
+    return [
+        A.Sequential(
+            [
+                A.ColorJitter(
+                    brightness=(0.35, 1.3), contrast=(0.6, 1.2), saturation=(0.5, 1.2), hue=0.03
+                ),
+                A.RandomGamma(gamma_limit=(80, 140), p=1.0),
+            ],
+            p=p,
+        )
+    ]
 
 
 def _noise(size: tuple[int, int], p: float) -> list[Any]:
@@ -263,6 +283,7 @@ TECHNIQUES: dict[str, tuple[Callable[[tuple[int, int], float], list[Any]], float
     "scale_crop": (_scale_crop, 0.5),
     "rotate": (_rotate, 0.3),
     "color": (_color, 0.5),
+    "exposure": (_exposure, 0.6),
     "noise": (_noise, 0.2),
     "blur": (_blur, 0.2),
     "weather": (_weather, 0.2),

@@ -29,6 +29,9 @@ from cityseg.inference.parity import meets_parity
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("keras", "onnx", "litert")
+# Test-time augmentation: "hflip" also segments the mirrored frame and averages the two
+# softmax maps (a street is as likely mirrored; twice the inference cost).
+TTA_MODES = ("none", "hflip")
 _EXTENSIONS = {".keras": "keras", ".onnx": "onnx", ".tflite": "litert"}
 
 
@@ -167,6 +170,7 @@ class Predictor:
         metrics: the run's `metrics.json` (or the sidecar's copy plus parity); may be empty.
         source: the run folder or model file loaded.
         meta: the sidecar of an exported model (empty for Keras).
+        tta: test-time augmentation, one of `TTA_MODES`.
     """
 
     def __init__(
@@ -179,7 +183,9 @@ class Predictor:
         metrics: dict[str, Any] | None = None,
         source: Path | None = None,
         meta: dict[str, Any] | None = None,
+        tta: str = "none",
     ) -> None:
+        self.tta = tta
         self.backend = backend
         self.name = name
         self.runtime = runtime
@@ -188,8 +194,22 @@ class Predictor:
         self.source = source
         self.meta = meta or {}
 
+    @property
+    def tta(self) -> str:
+        """Test-time augmentation, one of `TTA_MODES` (settable)."""
+        return self._tta
+
+    @tta.setter
+    def tta(self, mode: str) -> None:
+        if mode not in TTA_MODES:
+            raise ValueError(f"tta {mode!r} is not one of {', '.join(TTA_MODES)}")
+        self._tta = mode
+
     def __repr__(self) -> str:
-        return f"Predictor({self.name!r}, runtime={self.runtime!r}, input_size={self.input_size})"
+        tta = "" if self.tta == "none" else f", tta={self.tta!r}"
+        return (
+            f"Predictor({self.name!r}, runtime={self.runtime!r}, input_size={self.input_size}{tta})"
+        )
 
     @classmethod
     def load(cls, path: str | Path, runtime: str = "auto") -> Predictor:
@@ -275,6 +295,14 @@ class Predictor:
             raise RuntimeError(f"{self.source}: model returned {logits.shape}, expected logits")
         return logits
 
+    def predict_probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """Softmax `(B, H, W, 8)` for a batch at input_size, averaged over the `tta` views."""
+        probs = _softmax(self.predict_logits(batch))
+        if self.tta == "hflip":
+            mirrored = self.predict_logits(np.ascontiguousarray(batch[:, :, ::-1]))
+            probs = 0.5 * (probs + _softmax(mirrored)[:, :, ::-1])
+        return probs
+
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Categories `uint8 (H, W)` for an RGB `uint8 (H, W, 3)` image of any size."""
         return self.predict_many([image])[0]
@@ -307,13 +335,21 @@ class Predictor:
         self, pending: Sequence[tuple[np.ndarray, Any, tuple[int, int]]]
     ) -> list[np.ndarray]:
         batch = np.stack([canvas for canvas, _, _ in pending]).astype(np.float32)
-        classes = self.predict_logits(batch).argmax(axis=-1).astype(np.uint8)
+        scores = (
+            self.predict_logits(batch) if self.tta == "none" else self.predict_probabilities(batch)
+        )
+        classes = scores.argmax(axis=-1).astype(np.uint8)
         return [
             unletterbox(c, box, size) for c, (_, box, size) in zip(classes, pending, strict=True)
         ]
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def load_keras_model(path: str | Path) -> Any:
