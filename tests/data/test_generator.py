@@ -192,3 +192,62 @@ def test_two_processes_building_the_same_cache(samples: list, tmp_path: Path) ->
         x, y = CityscapesSequence([sample], size=SIZE, batch_size=1)[0]
         np.testing.assert_array_equal(image, x[0].astype(np.uint8))
         np.testing.assert_array_equal(mask, y[0])
+
+
+def _two_frames(tmp_path: Path) -> list:
+    """Frame 0: a person (human) block on road; frame 1: all sky. Images are their own ids."""
+    write_frame(tmp_path, "train", "aachen", 0, 0, size=(32, 16))
+    write_frame(tmp_path, "train", "aachen", 0, 1, size=(32, 16))
+    source, target = list_samples(tmp_path, "train")
+    ids = np.full((16, 32), 7, np.uint8)  # road
+    ids[4:12, 10:16] = 24  # person
+    Image.fromarray(ids).save(source.label)
+    Image.fromarray(np.stack([ids * 10] * 3, -1)).save(source.image)
+    Image.fromarray(np.full((16, 32), 23, np.uint8)).save(target.label)  # sky
+    Image.fromarray(np.full((16, 32, 3), 200, np.uint8)).save(target.image)
+    return [source, target]
+
+
+def test_copy_paste_puts_the_source_pixels_and_labels_onto_the_target_only(
+    tmp_path: Path,
+) -> None:
+    pair = _two_frames(tmp_path)
+    human, sky = labels.CATEGORIES.index("human"), labels.CATEGORIES.index("sky")
+    seq = CityscapesSequence(
+        pair,
+        size=SIZE,
+        batch_size=2,
+        paste=("human",),
+        paste_p=1.0,
+        paste_sources=[0],
+        paste_targets=[1],
+    )
+    source_image, source_mask = seq.load(0)
+    image, mask = seq.load(1)
+    block = source_mask == human
+    assert block.sum() == 6 * 8  # the source is not a target: left as it is
+    np.testing.assert_array_equal(mask[block], human)
+    np.testing.assert_array_equal(mask[~block], sky)  # road is not pasted, only human
+    np.testing.assert_array_equal(image[block], source_image[block])
+    np.testing.assert_array_equal(image[~block], 200)
+    np.testing.assert_array_equal(seq.load(1)[1], mask)  # the same draw every time
+    never = CityscapesSequence(pair, size=SIZE, batch_size=2, paste=("human",), paste_p=0.0)
+    np.testing.assert_array_equal(never.load(1)[1], sky)
+
+
+def test_copy_paste_draws_per_epoch_and_is_checked(tmp_path: Path) -> None:
+    pair = _two_frames(tmp_path)
+    seq = CityscapesSequence(
+        pair, size=SIZE, batch_size=2, paste=("human",), paste_sources=[0], paste_targets=[1]
+    )
+    pasted = []
+    for epoch in range(40):
+        seq.set_epoch(epoch)
+        pasted.append(bool((seq.load(1)[1] == labels.CATEGORIES.index("human")).any()))
+    assert 8 < sum(pasted) < 32  # paste_p=0.5, drawn per (seed, epoch, sample)
+    with pytest.raises(ValueError, match=r"data.paste: unknown categories \['people'\]"):
+        CityscapesSequence(pair, size=SIZE, batch_size=2, paste=("people",))
+    with pytest.raises(ValueError, match=r"data\.paste_p=1\.5"):
+        CityscapesSequence(pair, size=SIZE, batch_size=2, paste=("human",), paste_p=1.5)
+    with pytest.raises(ValueError, match="no samples to take"):
+        CityscapesSequence(pair, size=SIZE, batch_size=2, paste=("human",), paste_sources=[])

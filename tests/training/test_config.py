@@ -70,3 +70,26 @@ def test_resolved_config_round_trips(tmp_path: Path) -> None:
     cfg = config_mod.load(CONFIGS / "deeplabv3plus_256x128_ce.yaml", ["train.seed=7"])
     cfg.save(tmp_path / "config.yaml")
     assert config_mod.load(tmp_path / "config.yaml") == cfg
+
+
+def test_copy_paste_goes_from_labelled_frames_onto_pseudo_labelled_ones() -> None:
+    from cityseg.data.cityscapes import Sample
+    from cityseg.training.train import _paste_arguments
+
+    cities = ["synth0", "pseudo0016e5", "synth1", "pseudo0016e5"]
+    samples = [
+        Sample(Path(f"{c}{i}.png"), None, c, "train", f"{c}_0_{i}") for i, c in enumerate(cities)
+    ]
+    data = config_mod.DataConfig(paste=("human", "object"), paste_p=0.7)
+    cross = _paste_arguments(data, samples, ["pseudo0016e5"])
+    assert cross == {
+        "paste": ("human", "object"),
+        "paste_p": 0.7,
+        "paste_sources": [0, 2],
+        "paste_targets": [1, 3],
+    }
+    within = _paste_arguments(data, samples, [])  # no pseudo-labels: every frame onto any
+    assert within["paste_sources"] is None and within["paste_targets"] is None
+    assert _paste_arguments(config_mod.DataConfig(), samples, ["pseudo0016e5"]) == {}
+    loaded = config_mod.load(None, ["data.paste=[human,object]", "data.paste_p=0.3"])
+    assert loaded.data.paste == ("human", "object") and loaded.data.paste_p == 0.3

@@ -18,9 +18,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from cityseg.data import labels
 from cityseg.data.augment import build_augmentation
 from cityseg.data.cache import SampleCache, build_cache, load_resized
 from cityseg.data.cityscapes import Sample
+
+_PASTE_STREAM = 0x5A57E  # a draw stream of its own: pasting never shifts the augmentation's
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -41,6 +44,12 @@ class CityscapesSequence(keras.utils.PyDataset):
         seed: seeds the order and the augmentation.
         cache_dir: if given, decode + resize once into a memory-mapped cache there.
         workers, use_multiprocessing, max_queue_size: passed to `keras.utils.PyDataset`.
+        paste: categories copied, pixels and labels, from another sample onto this one
+            (copy-paste, as DACS's cross-domain ClassMix): with probability `paste_p` a
+            target sample receives every pixel of these categories of a source sample drawn
+            for it, each augmented on its own first.
+        paste_sources, paste_targets: indices into `samples` that give and that receive
+            pasted pixels (default: all); e.g. synthetic frames onto pseudo-labelled real ones.
 
     Example:
         >>> seq = CityscapesSequence(manifest.train, size=(256, 128), batch_size=8,
@@ -64,6 +73,10 @@ class CityscapesSequence(keras.utils.PyDataset):
         max_queue_size: int = 10,
         progress: bool = True,
         reference_images: Sequence[np.ndarray] = (),
+        paste: Sequence[str] = (),
+        paste_p: float = 0.5,
+        paste_sources: Sequence[int] | None = None,
+        paste_targets: Sequence[int] | None = None,
     ) -> None:
         super().__init__(
             workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
@@ -79,6 +92,23 @@ class CityscapesSequence(keras.utils.PyDataset):
         self.reference_images = list(reference_images)  # unlabelled real photos (style only)
         # fail now on an unknown name or a style technique without photos
         build_augmentation(self.augment, self.size, seed, reference_images=self.reference_images)
+        self.paste = tuple(paste)
+        unknown = sorted(set(self.paste) - set(labels.CATEGORIES))
+        if unknown:
+            raise ValueError(
+                f"data.paste: unknown categories {unknown}; valid: {list(labels.CATEGORIES)}"
+            )
+        if not 0.0 <= paste_p <= 1.0:
+            raise ValueError(f"data.paste_p={paste_p}: expected a probability in 0..1")
+        self.paste_p = float(paste_p)
+        self._paste_ids = np.array([labels.CATEGORIES.index(n) for n in self.paste], np.uint8)
+        everything = range(len(self.samples))
+        self.paste_sources = np.array(
+            sorted(everything if paste_sources is None else paste_sources), np.int64
+        )
+        self.paste_targets = frozenset(everything if paste_targets is None else paste_targets)
+        if self.paste and not len(self.paste_sources):
+            raise ValueError("data.paste: no samples to take the pasted pixels from")
         self.preprocess = preprocess
         self.shuffle = shuffle
         self.seed = int(seed)
@@ -118,6 +148,18 @@ class CityscapesSequence(keras.utils.PyDataset):
 
     def load(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """Sample `index` (in `samples` order), resized and augmented for the current epoch."""
+        image, mask = self._augmented(index)
+        if self.paste and index in self.paste_targets:
+            rng = np.random.default_rng([self.seed, self.epoch, index, _PASTE_STREAM])
+            if rng.random() < self.paste_p:
+                source = int(rng.choice(self.paste_sources))
+                pasted_image, pasted_mask = self._augmented(source)
+                where = np.isin(pasted_mask, self._paste_ids)
+                image = np.where(where[..., None], pasted_image, image)
+                mask = np.where(where, pasted_mask, mask)
+        return image, mask
+
+    def _augmented(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         sample = self.samples[index]
         if self.cache is not None:
             image, mask = self.cache.get(sample)

@@ -33,6 +33,12 @@ class DataConfig:
     # both: nothing is validated, train.epochs is fixed (no early stopping) and the last
     # epoch is kept; only test is scored.
     train_on: tuple[str, ...] = ("train",)
+    # Copy-paste: categories whose pixels (and labels) are pasted from one training frame onto
+    # another with probability paste_p. With pseudo-labelled real frames in the set, from the
+    # labelled frames onto the pseudo-labelled ones only (cross-domain, as DACS), which gives
+    # real contexts the rare categories their pseudo-labels never hold.
+    paste: tuple[str, ...] = ()
+    paste_p: float = 0.5
 
 
 @dataclass(frozen=True)

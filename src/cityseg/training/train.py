@@ -20,13 +20,17 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cityseg.common.sizes import format_size
 from cityseg.data import labels
 from cityseg.training.config import Config
+
+if TYPE_CHECKING:
+    from cityseg.data.cityscapes import Sample
+    from cityseg.training.config import DataConfig
 
 log = logging.getLogger(__name__)
 
@@ -244,6 +248,33 @@ def _prepare_run_dir(config: Config, run_dir: Path, resume: bool) -> Any:
     return RunState(seed=config.train.seed)
 
 
+def _paste_arguments(
+    data: DataConfig, samples: Sequence[Sample], pseudo_cities: Sequence[str]
+) -> dict[str, Any]:
+    """Copy-paste settings of the training sequence: labelled frames onto pseudo-labelled ones
+    (the cities `cityseg pseudo-label` recorded in the manifest) when the set holds both, else
+    every frame onto every other."""
+    if not data.paste:
+        return {}
+    pseudo = [i for i, s in enumerate(samples) if s.city in pseudo_cities]
+    labelled = [i for i, s in enumerate(samples) if s.city not in pseudo_cities]
+    cross = bool(pseudo) and bool(labelled)
+    log.info(
+        "copy-paste of %s (p=%.2f): %s",
+        "+".join(data.paste),
+        data.paste_p,
+        f"{len(labelled)} labelled frames onto {len(pseudo)} pseudo-labelled ones"
+        if cross
+        else f"between all {len(samples)} frames",
+    )
+    return {
+        "paste": data.paste,
+        "paste_p": data.paste_p,
+        "paste_sources": labelled if cross else None,
+        "paste_targets": pseudo if cross else None,
+    }
+
+
 def train(
     config: Config,
     out_dir: str | Path,
@@ -304,6 +335,9 @@ def train(
         shuffle=True,
         seed=t.seed,
         reference_images=references,
+        **_paste_arguments(
+            config.data, train_samples, manifest.method.get("pseudo_labels", {}).get("cities", [])
+        ),
         **common,
     )
     train_seq.set_epoch(start_epoch)
