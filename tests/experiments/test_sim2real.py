@@ -206,3 +206,12 @@ def test_self_trained_runs_are_reported_apart_with_what_labelled_them(tmp_path: 
     note = Note(tmp_path / "note2.md")
     section_sim2real(note, tmp_path, tmp_path / "no-bench")
     assert "(`cityseg pseudo-label --run R --data D --with S --out O`: keep 0.5" in note.text()
+
+
+def test_the_augmentation_column_names_pasted_categories() -> None:
+    from cityseg.report.sim2real import _augmentation
+
+    assert _augmentation({"augment": ["hflip", "exposure"]}) == "hflip+exposure"
+    pasted = {"augment": ["hflip"], "paste": ["human", "object"]}
+    assert _augmentation(pasted) == "hflip+paste(human,object)"
+    assert _augmentation({"augment": []}) == "none"

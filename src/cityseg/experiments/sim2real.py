@@ -104,6 +104,8 @@ def run_sim2real(
         "encoder_weights": config.model.encoder_weights,
         "input_size": config.data.size,
         "augment": list(config.data.augment),
+        "paste": list(config.data.paste),
+        "paste_p": config.data.paste_p,
         "style_images": config.data.style_images,
         "pseudo_labels": pseudo or None,
         "epochs_run": metrics.get("epochs_run"),

@@ -60,6 +60,13 @@ def _pseudo_lines(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _augmentation(record: dict[str, Any]) -> str:
+    """The techniques, then `paste(human,object)` when categories were copy-pasted."""
+    names = "+".join(record.get("augment") or []) or "none"
+    paste = record.get("paste") or []
+    return names + (f"+paste({','.join(paste)})" if paste else "")
+
+
 def _row(record: dict[str, Any], base: dict[str, Any] | None) -> str:
     real = record["real"]
     per = real.get("per_category_iou_official") or {}
@@ -72,7 +79,7 @@ def _row(record: dict[str, Any], base: dict[str, Any] | None) -> str:
     return (
         f"| `{record['name']}` | {record.get('model', '-')} {record.get('input_size', '')} | "
         f"`{synth.get('root', '-')}` | {epochs} | "
-        f"{'+'.join(record.get('augment') or []) or 'none'} | "
+        f"{_augmentation(record)} | "
         f"{record.get('encoder_weights') or 'scratch'} | "
         f"**{_f(real['category_iou'])}**{delta} | "
         + " | ".join(_f(per.get(c)) for c in OFFICIAL)
