@@ -8,6 +8,7 @@ example figure is predicted by the recorded models on the recorded test drive.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Sequence
@@ -185,6 +186,7 @@ def section_recipes(
                 str(run.metrics.get("epochs_run", DASH)),
                 fmt(run.score("val", "category_iou")),
                 f"**{fmt(run.score('test', 'category_iou'))}**",
+                fmt(_tta(run)),
                 *(fmt(test.get(c)) for c in EVAL_CATEGORIES),
                 f"{num(run.metrics.get('train_time_s')) / 60:.1f}",
             ]
@@ -194,7 +196,9 @@ def section_recipes(
         "Single runs of `cityseg train`, each reproduced by training its saved config "
         f"(`cityseg train --config {runs_dir}/{RECIPES}/NAME/config.yaml --out DIR`). A refit "
         "(`data.train_on=[train,val]`) also learns from the validation drive, so it has no "
-        "validation score and keeps its last epoch; test is the same unseen drive for all.",
+        "validation score and keeps its last epoch; test is the same unseen drive for all. "
+        "`test, hflip TTA`: the same model scored on the mean of each frame's and its "
+        "mirror's softmax (`cityseg evaluate --run RUN --split test --tta hflip`).",
         table(
             [
                 "run",
@@ -205,6 +209,7 @@ def section_recipes(
                 "epochs",
                 "val category IoU",
                 "test category IoU",
+                "test, hflip TTA",
                 *EVAL_CATEGORIES,
                 "train min",
             ],
@@ -225,6 +230,14 @@ def section_recipes(
             f"Best {kind} recipe: `{best.name}`, test category IoU {_test(best):.3f}, "
             f"{verdict} the {kind} target of {target:.2f} (issue #12)."
         )
+
+
+def _tta(run: RunInfo) -> float:
+    """Test category IoU with hflip test-time augmentation, where it was scored."""
+    path = run.run_dir / "eval_test_tta_hflip.json"
+    if not path.is_file():
+        return math.nan
+    return num(json.loads(path.read_text()).get("category_iou"))
 
 
 def epochs_text(run: RunInfo) -> str:
