@@ -1,0 +1,46 @@
+"""How bright is each drive? Mean pixel value and contrast of every city of a dataset root.
+
+The light a camera sees differs between drives (CamVid's 0001TP was filmed at dusk); this
+prints, per split and city, the frames counted, the mean RGB value (0..255) and the mean
+per-frame standard deviation, from every `step`-th frame. Run:
+    .venv/bin/python scripts/drive_light.py data/camvid_imp [--step 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+
+import numpy as np
+
+from cityseg.data.cityscapes import DataError, list_samples, read_image
+
+SPLITS = ("train", "val", "test")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("root", help="dataset root in the Cityscapes layout")
+    parser.add_argument("--step", type=int, default=5, help="read every step-th frame")
+    args = parser.parse_args()
+    print("split  city        frames  mean RGB               mean  contrast")
+    for split in SPLITS:
+        by_city = defaultdict(list)
+        try:
+            samples = list_samples(args.root, split)
+        except DataError:  # this split holds no frames (CamVid has no official test)
+            continue
+        for sample in samples:
+            by_city[sample.city].append(sample)
+        for city, samples in sorted(by_city.items()):
+            images = [read_image(s.image).astype(np.float32) for s in samples[:: args.step]]
+            rgb = np.mean([im.reshape(-1, 3).mean(0) for im in images], axis=0)
+            contrast = np.mean([im.std() for im in images])
+            print(
+                f"{split:6} {city:11} {len(samples):6}  {np.array2string(rgb, precision=1):22}"
+                f" {rgb.mean():5.1f} {contrast:9.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
