@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import blocky
 import numpy as np
 import pytest
 from PIL import Image
@@ -72,10 +73,9 @@ def run_dir(tmp_path_factory) -> Path:
 
 def _images() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
-    blocks = np.kron(
-        rng.integers(0, NUM_CLASSES, (10, 10), dtype=np.uint8), np.ones((6, 6), np.uint8)
-    )
-    scene = colorize(blocks)  # 60x60: another size and aspect, so letterboxing is exercised
+    scene = colorize(
+        blocky.blocks(rng, 10, 10, block=6)
+    )  # 60x60: another size and aspect, so letterboxing is exercised
     wide = rng.integers(0, 256, (37, 101, 3), dtype=np.uint8)
     return [scene, wide]
 

@@ -7,10 +7,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import blocky
 import numpy as np
 import pytest
 
-from cityseg.data.labels import CATEGORIES, IGNORE_INDEX, NUM_CLASSES, PALETTE, colorize
+from cityseg.data.labels import CATEGORIES, IGNORE_INDEX, NUM_CLASSES, PALETTE
 from cityseg.evaluation.metrics import confusion_matrix as confusion
 from cityseg.evaluation.metrics import eval_category_miou as miou
 from cityseg.inference.export import ExportError, ParityImage, export
@@ -23,11 +24,7 @@ def scene(
     rng: np.random.Generator, height: int = 24, width: int = 48
 ) -> tuple[np.ndarray, np.ndarray]:
     """A blocky scene: categories in 6x6 blocks, coloured by palette plus noise."""
-    coarse = rng.integers(0, NUM_CLASSES, size=(height // 6 + 1, width // 6 + 1), dtype=np.uint8)
-    cats = np.kron(coarse, np.ones((6, 6), np.uint8))[:height, :width]
-    noise = rng.normal(0, 12, size=(height, width, 3))
-    image = np.clip(colorize(cats).astype(np.float64) + noise, 0, 255).astype(np.uint8)
-    return image, cats
+    return blocky.scene(rng, height, width, block=6)
 
 
 def tiny_segmenter(size: tuple[int, int] = SIZE):

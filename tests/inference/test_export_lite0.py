@@ -6,22 +6,22 @@ import json
 import os
 from pathlib import Path
 
+import blocky
 import numpy as np
 import pytest
 
-from cityseg.data.labels import IGNORE_INDEX, NUM_CLASSES, colorize
+from cityseg.data.labels import IGNORE_INDEX
 from cityseg.inference.export import ParityImage, export
 from cityseg.inference.runtime import Predictor, sidecar_path
 
 SIZE = (64, 32)  # (width, height): the smallest 2:1 input LR-ASPP (divisor 32) takes
 
 
-def scene(rng: np.random.Generator, height: int = 32, width: int = 64):
+def scene(
+    rng: np.random.Generator, height: int = 32, width: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
     """Categories in 8x8 blocks (LR-ASPP's fine branch is at 1/8), palette colours plus noise."""
-    coarse = rng.integers(0, NUM_CLASSES, size=(height // 8, width // 8), dtype=np.uint8)
-    cats = np.kron(coarse, np.ones((8, 8), np.uint8))
-    noise = rng.normal(0, 12, size=(height, width, 3))
-    return np.clip(colorize(cats) + noise, 0, 255).astype(np.uint8), cats
+    return blocky.scene(rng, height, width, block=8)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import blocky
 import numpy as np
 import pytest
 
@@ -54,9 +55,7 @@ def predictor(run_dir: Path) -> Predictor:
 
 def _blocks(height: int, width: int, seed: int = 0) -> np.ndarray:
     """Categories in 8x8 blocks of random classes (large enough to survive resizing)."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.integers(0, NUM_CLASSES, size=(height // 8, width // 8), dtype=np.uint8)
-    return np.kron(coarse, np.ones((8, 8), np.uint8))
+    return blocky.blocks(np.random.default_rng(seed), height // 8, width // 8, block=8)
 
 
 def test_load_run_folder_attributes(predictor: Predictor, run_dir: Path) -> None:
