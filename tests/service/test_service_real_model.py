@@ -50,7 +50,7 @@ def test_real_run_folder_end_to_end(real_run: Path) -> None:
             time.sleep(0.2)
         model = client.get("/v1/model").json()
         assert (model["name"], model["runtime"], model["input_size"]) == ("tiny", "keras", [64, 32])
-        assert model["metrics"]["test"]["miou"] == 0.1
+        assert model["metrics"]["test"]["miou"] == 0.1 and model["tta"] == "none"
 
         image = random_image(100, 30, seed=7)  # another aspect than the model's 2:1
         response = client.post(
@@ -81,3 +81,26 @@ def test_real_run_folder_end_to_end(real_run: Path) -> None:
             "vehicle",
         }
         assert all(v is None or 0.0 <= v <= 1.0 for v in result["iou"].values())
+
+
+def test_served_with_hflip_tta_masks_like_the_predictor_with_it(real_run: Path) -> None:
+    from cityseg.inference.runtime import Predictor
+
+    with TestClient(create_app(Settings(run=real_run, tta="hflip"))) as client:
+        deadline = time.monotonic() + 120
+        while client.get("/health").status_code != 200:
+            assert time.monotonic() < deadline, "model did not load in 120 s"
+            time.sleep(0.2)
+        assert client.get("/v1/model").json()["tta"] == "hflip"
+        image = random_image(100, 30, seed=7)
+        response = client.post(
+            "/v1/segment?format=categories",
+            files={"file": ("x.png", png_bytes(image), "image/png")},
+        )
+        assert response.status_code == 200, response.text
+    mask = np.asarray(Image.open(io.BytesIO(response.content)))
+    predictor = Predictor.load(real_run)
+    predictor.tta = "hflip"
+    assert (mask == predictor.predict(image)).mean() > 0.99
+    with pytest.raises(ValueError, match="tta"):
+        Settings(run=real_run, tta="vflip")

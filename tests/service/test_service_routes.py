@@ -274,7 +274,7 @@ def test_health_is_503_until_the_model_is_loaded(
 ) -> None:
     release = threading.Event()
 
-    def slow_load(path: Path, runtime: str) -> FakePredictor:
+    def slow_load(path: Path, runtime: str, tta: str) -> FakePredictor:
         release.wait(10)
         return FakePredictor()
 
@@ -293,7 +293,7 @@ def test_health_is_503_until_the_model_is_loaded(
 
 
 def test_failed_load_is_reported_by_health(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken_load(path: Path, runtime: str) -> FakePredictor:
+    def broken_load(path: Path, runtime: str, tta: str) -> FakePredictor:
         raise ValueError(f"{path}: cannot load Keras model")
 
     monkeypatch.setattr(app_module, "_load_predictor", broken_load)

@@ -25,6 +25,9 @@ def serve(
         help="Back end: auto (fastest export that met parity, else Keras), keras, litert, onnx.",
     ),
     runs_dir: Path | None = typer.Option(None, help="Where to look for the best run (runs/)."),
+    tta: str | None = typer.Option(
+        None, help="Test-time augmentation: none (default) | hflip (twice the model time)."
+    ),
 ) -> None:
     """Serve a model over HTTP with its web page (settings also from CITYSEG_* variables)."""
     import uvicorn
@@ -40,6 +43,7 @@ def serve(
         "port": port,
         "runtime": runtime,
         "runs_dir": runs_dir,
+        "tta": tta,
     }
     # Called from Python (e.g. `cityseg demo`), unset options arrive as typer's OptionInfo.
     try:

@@ -119,10 +119,12 @@ def serving_path(path: Path, runtime: str) -> Path:
     return chosen
 
 
-def _load_predictor(path: Path, runtime: str) -> PredictorLike:
+def _load_predictor(path: Path, runtime: str, tta: str) -> PredictorLike:
     from cityseg.inference.runtime import Predictor
 
-    return Predictor.load(serving_path(path, runtime), runtime=runtime)
+    predictor = Predictor.load(serving_path(path, runtime), runtime=runtime)
+    predictor.tta = tta
+    return predictor
 
 
 def _load_samples(state: ServiceState) -> SampleStore:
@@ -158,7 +160,7 @@ async def _start(state: ServiceState, predictor: PredictorLike | None, load_samp
             assert state.model_path is not None
             log.info("loading %s (runtime %s)", state.model_path, state.settings.runtime)
             predictor = await asyncio.to_thread(
-                _load_predictor, state.model_path, state.settings.runtime
+                _load_predictor, state.model_path, state.settings.runtime, state.settings.tta
             )
             # The first call traces the graph (about a second); pay it before /health says ok.
             width, height = predictor.input_size

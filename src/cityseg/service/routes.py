@@ -98,6 +98,7 @@ def model_info(state: ReadyDep) -> dict[str, Any]:
     return {
         "name": predictor.name,
         "runtime": predictor.runtime,
+        "tta": getattr(predictor, "tta", "none"),
         "input_size": [width, height],
         "categories": _categories(),
         "metrics": state.metrics,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Self
+from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     runs_dir: Path = Path("runs")  # where the best run is looked for when `run` is not given
     # Back end: auto (a run's fastest export that met parity, else Keras) | keras | litert | onnx
     runtime: str = "auto"
+    # Test-time augmentation: none | hflip (each frame and its mirror, twice the model time)
+    tta: Literal["none", "hflip"] = "none"
     manifest: Path | None = None  # split manifest for /v1/samples; None = from the run's config
     host: str = "127.0.0.1"  # bind address of `cityseg serve`
     port: int = Field(default=8000, ge=0, le=65535)  # bind port of `cityseg serve`
