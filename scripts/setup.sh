@@ -9,6 +9,6 @@ else
   uv=(python3 -m uv)  # works even where a fresh console script is not yet on PATH
 fi
 # --compile-bytecode: uv installs sources only, and where PYTHONDONTWRITEBYTECODE is set (this
-# CI's machines) every process then compiled TensorFlow again: 24 of the 36 s of `import
-# tensorflow` (10 s with the bytecode), paid by each CLI call, test worker and child process.
+# CI's machines) every process then compiled TensorFlow again: `import tensorflow` took 27.5 s
+# instead of 9.2-9.8 (quiet cores, 2026-11-30), paid by each CLI call, test worker and child.
 "${uv[@]}" sync --frozen --extra cpu --compile-bytecode "$@"
