@@ -104,11 +104,37 @@ def test_writes_a_dataset_of_confident_pixels_beside_the_labelled_one(
     assert set(np.unique(categories)) == {FLAT, SKY, labels.IGNORE_INDEX}
     assert 50 < result.coverage < 100 and result.kept["flat"] > result.kept["sky"] > 0
     meta = json.loads((out / "pseudo.json").read_text())
-    assert meta["keep"] == 0.5 and meta["model"] == "runs/fake"
+    assert meta["keep"] == 0.5 and meta["model"] == "runs/fake" and meta["tta"] == "none"
     assert meta["command"] == "cityseg pseudo-label ..."
     assert manifest.method["pseudo_labels"]["cities"] == sorted({s.city for s in pseudo})
     # the source dataset is untouched: no pseudo city appears in it
     assert not any(s.city.startswith("pseudo") for s in list_samples(synth_root, "train"))
+
+
+def test_hflip_tta_labels_with_the_mean_of_the_frame_and_its_mirror(
+    synth_root: Path, labelled: Path, tmp_path: Path
+) -> None:
+    from cityseg.inference.runtime import Predictor
+
+    frames = load_manifest(labelled).test[:2]
+    half_sure = HalfSure()
+    predictor = Predictor(
+        half_sure.predict_logits,
+        name="half",
+        runtime="keras",
+        input_size=half_sure.input_size,
+        source=half_sure.source,
+        tta="hflip",
+    )
+    out = tmp_path / "adapted"
+    pseudo_label(predictor, frames, out, labelled=synth_root, labelled_manifest=labelled)
+    manifest = load_manifest(out / "split.json")
+    pseudo = [s for s in manifest.train if s.city.startswith("pseudo")]
+    # The mirror puts the sure flat half over the unsure sky half: flat wins everywhere.
+    for sample in pseudo:
+        ids = np.asarray(Image.open(sample.label))
+        assert set(np.unique(ids)) <= {labels.CATEGORY_TO_ID[FLAT], labels.NO_LABEL_ID}
+    assert json.loads((out / "pseudo.json").read_text())["tta"] == "hflip"
 
 
 def test_refuses_what_would_overwrite_or_mix_up(

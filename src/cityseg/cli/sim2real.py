@@ -101,6 +101,9 @@ def pseudo_label(
     out: Path = typer.Option(..., "--out", help="New dataset root to write."),
     keep: float = typer.Option(0.5, help="Share of each predicted category's pixels kept."),
     cap: float = typer.Option(0.9, help="Pixels at least this confident are always kept."),
+    tta: str = typer.Option(
+        "none", "--tta", help="none | hflip: label with the mean of each frame and its mirror."
+    ),
 ) -> None:
     """Pseudo-label unlabelled frames with a model, for self-training (labels never read)."""
     from cityseg.data import split as split_mod
@@ -119,6 +122,7 @@ def pseudo_label(
     try:
         manifest = split_mod.load_manifest(split_mod.default_manifest_path(data))
         predictor = Predictor.load(run, runtime="keras")
+        predictor.tta = tta
         result = run_pseudo_label(
             predictor,
             manifest.samples(frames),

@@ -144,6 +144,7 @@ def pseudo_label(
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out}: exists and is not empty; pseudo-labels go to a new root")
     # 1) predict every frame at the model's input size; keep the map and its confidence
+    tta = getattr(predictor, "tta", "none")  # a Predictor set to "hflip" labels with its mirror
     maps: list[tuple[np.ndarray, np.ndarray, Any, tuple[int, int]]] = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
@@ -154,9 +155,12 @@ def pseudo_label(
             canvases.append(canvas)
             boxes.append(box)
             sizes.append((image.shape[1], image.shape[0]))
-        classes, confidence = softmax_confidence(
-            predictor.predict_logits(np.stack(canvases).astype(np.float32))
-        )
+        batch = np.stack(canvases).astype(np.float32)
+        if tta == "none":
+            classes, confidence = softmax_confidence(predictor.predict_logits(batch))
+        else:  # the mean softmax of each frame and its mirror
+            probs = predictor.predict_probabilities(batch)
+            classes, confidence = probs.argmax(-1).astype(np.uint8), probs.max(-1)
         for k, box in enumerate(boxes):
             maps.append((classes[k], confidence[k], box, sizes[k]))
     # 2) class-balanced thresholds over all frames (padding excluded)
@@ -214,6 +218,7 @@ def pseudo_label(
     )
     meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
     meta |= {"keep": keep, "cap": cap, "labelled": str(labelled), "model": str(predictor.source)}
+    meta["tta"] = tta
     meta["command"] = command
     (out / "pseudo.json").write_text(json.dumps(meta, indent=2))
     log.info(
