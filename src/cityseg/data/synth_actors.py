@@ -550,14 +550,12 @@ class StreetActors(SceneCanvas):
         ]
         r = h * HEAD
         cy = neck + r * 1.1
-        head = [
-            (x + lean + r * math.cos(a), cy + r * 1.2 * math.sin(a))
-            for a in np.linspace(0, 2 * np.pi, 10, endpoint=False)
-        ]
-        cap = [
-            (x + lean + r * math.cos(a), cy + r * 1.2 * math.sin(a))
-            for a in np.linspace(-0.2, np.pi + 0.2, 8)
-        ]
+
+        def outline(angles: np.ndarray) -> list[tuple[float, float]]:  # the head's ellipse
+            return [(x + lean + r * math.cos(a), cy + r * 1.2 * math.sin(a)) for a in angles]
+
+        head = outline(np.linspace(0, 2 * np.pi, 10, endpoint=False))
+        cap = outline(np.linspace(-0.2, np.pi + 0.2, 8))
         return body, torso, head, cap
 
     def _person(
