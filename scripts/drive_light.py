@@ -32,12 +32,12 @@ def main() -> None:
             continue
         for sample in samples:
             by_city[sample.city].append(sample)
-        for city, samples in sorted(by_city.items()):
-            images = [read_image(s.image).astype(np.float32) for s in samples[:: args.step]]
+        for city, frames in sorted(by_city.items()):
+            images = [read_image(s.image).astype(np.float32) for s in frames[:: args.step]]
             rgb = np.mean([im.reshape(-1, 3).mean(0) for im in images], axis=0)
             contrast = np.mean([im.std() for im in images])
             print(
-                f"{split:6} {city:11} {len(samples):6}  {np.array2string(rgb, precision=1):22}"
+                f"{split:6} {city:11} {len(frames):6}  {np.array2string(rgb, precision=1):22}"
                 f" {rgb.mean():5.1f} {contrast:9.1f}"
             )
 
