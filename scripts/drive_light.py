@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -23,6 +24,8 @@ def main() -> None:
     parser.add_argument("root", help="dataset root in the Cityscapes layout")
     parser.add_argument("--step", type=int, default=5, help="read every step-th frame")
     args = parser.parse_args()
+    if not (Path(args.root) / "leftImg8bit").is_dir():
+        raise SystemExit(f"{args.root}: no leftImg8bit/ folder: not a dataset root")
     print("split  city        frames  mean RGB               mean  contrast")
     for split in SPLITS:
         by_city = defaultdict(list)
