@@ -172,6 +172,21 @@ def test_tta_mode_is_checked() -> None:
     assert predictor.tta == "none" and "tta" not in repr(predictor)
 
 
+def test_keras_backend_outside_tensorflow_calls_the_compiled_predict(monkeypatch) -> None:
+    """Under KERAS_BACKEND=jax or torch there is no `tf.function`: `predict_on_batch` instead."""
+    import keras
+
+    from cityseg.inference.runtime import KerasBackend
+
+    model = palette_model()
+    batch = colorize(_blocks(SIZE[1], SIZE[0]))[None].astype(np.float32)
+    expected = KerasBackend(model)(batch)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    other = KerasBackend(model)
+    assert other._call == model.predict_on_batch
+    np.testing.assert_allclose(other(batch), expected, rtol=1e-5, atol=1e-3)
+
+
 def test_predict_logits_rejects_wrong_size(predictor: Predictor) -> None:
     with pytest.raises(ValueError, match="does not match"):
         predictor.predict_logits(np.zeros((1, 8, 8, 3), np.float32))

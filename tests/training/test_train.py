@@ -312,6 +312,52 @@ def test_mixed_precision_is_refused_politely_on_cpu(caplog: pytest.LogCaptureFix
     assert "needs a GPU" in caplog.text
 
 
+def test_other_keras_backends_train_on_one_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    """JAX or PyTorch (a GPU machine without TensorFlow): one replica; tf.distribute refused."""
+    import keras
+
+    from cityseg.training.train import SingleDevice, TrainingError, make_strategy
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    for name in ("auto", "default"):
+        strategy = make_strategy(name)
+        assert isinstance(strategy, SingleDevice) and strategy.num_replicas_in_sync == 1
+        with strategy.scope():
+            pass
+    with pytest.raises(TrainingError, match=r"'mirrored' needs the TensorFlow back end.*jax"):
+        make_strategy("mirrored")
+
+
+@pytest.mark.slow
+def test_rescore_writes_a_finished_runs_scores_again(trained_run: Path, tmp_path: Path) -> None:
+    """scripts/rescore_run.py (for runs trained elsewhere): the same scores from model.keras,
+    the recorded training kept."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location(
+        "rescore_run", REPO / "scripts" / "rescore_run.py"
+    )
+    assert spec is not None and spec.loader is not None
+    rescore_run = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(rescore_run)
+
+    with pytest.raises(SystemExit, match=r"config.yaml not found \(not a finished run folder\)"):
+        rescore_run.rescore(tmp_path)
+    run = tmp_path / "copy"
+    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("*.npz"))
+    before = json.loads((run / "metrics.json").read_text())
+    (run / "metrics.json").write_text(json.dumps({**before, "test": {"miou": 0.0}}))
+    (run / "eval_test.json").unlink()
+    rescore_run.rescore(run)
+    after = json.loads((run / "metrics.json").read_text())
+    assert after["test"]["miou"] == pytest.approx(before["test"]["miou"])
+    assert after["val"]["confusion_matrix"] == before["val"]["confusion_matrix"]
+    assert after["train_time_s"] == before["train_time_s"]
+    assert after["best_epoch"] == before["best_epoch"]
+    assert (run / "eval_test.json").is_file()
+
+
 # --------------------------------------------------------------------------- subprocesses
 
 

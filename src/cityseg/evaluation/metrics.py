@@ -183,6 +183,18 @@ def to_jsonable(value: Any) -> Any:
 
 
 @keras.saving.register_keras_serializable(package="cityseg")
+def _count_dtype() -> str:
+    """float64 for the streaming confusion matrix, except under JAX without 64-bit types
+    (`JAX_ENABLE_X64` unset), where float32 counts stay exact up to 2**24 per cell: enough to
+    pick the best epoch; the reported scores come from `ConfusionMatrix` (NumPy, int64)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.jax_enable_x64:
+            return "float32"
+    return "float64"
+
+
 class MeanIoU(keras.metrics.Metric):
     """Epoch mIoU for training: argmax of logits, confusion matrix summed over the epoch.
 
@@ -208,7 +220,10 @@ class MeanIoU(keras.metrics.Metric):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.total_cm = self.add_variable(
-            shape=(num_classes, num_classes), initializer="zeros", dtype="float64", name="total_cm"
+            shape=(num_classes, num_classes),
+            initializer="zeros",
+            dtype=_count_dtype(),
+            name="total_cm",
         )
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
@@ -222,7 +237,7 @@ class MeanIoU(keras.metrics.Metric):
         true_1h = ops.one_hot(true, self.num_classes) * valid[:, None]  # out-of-range -> zeros
         pred_1h = ops.one_hot(pred, self.num_classes)
         batch_cm = ops.matmul(ops.transpose(true_1h), pred_1h)
-        self.total_cm.assign_add(ops.cast(batch_cm, "float64"))
+        self.total_cm.assign_add(ops.cast(batch_cm, self.total_cm.dtype))
 
     def result(self) -> Any:
         """Mean IoU over classes present in truth or prediction so far."""
@@ -230,13 +245,13 @@ class MeanIoU(keras.metrics.Metric):
         cm = self.total_cm
         tp = ops.diagonal(cm)
         denom = ops.sum(cm, axis=0) + ops.sum(cm, axis=1) - tp
-        present = ops.cast(ops.greater(denom, 0), "float64")
+        present = ops.cast(ops.greater(denom, 0), cm.dtype)
         iou = tp / ops.maximum(denom, 1.0)
         return ops.cast(ops.sum(iou * present) / ops.maximum(ops.sum(present), 1.0), "float32")
 
     def reset_state(self) -> None:
         """Zero the matrix (Keras calls this at the start of every epoch)."""
-        self.total_cm.assign(keras.ops.zeros_like(self.total_cm))
+        self.total_cm.assign(keras.ops.zeros(self.total_cm.shape, dtype=self.total_cm.dtype))
 
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments, for serialisation."""

@@ -79,12 +79,20 @@ class Backend(Protocol):
 
 
 class KerasBackend:
-    """Calls the Keras model through a `tf.function` (no per-call `model.predict` overhead)."""
+    """Calls the Keras model through a `tf.function` (no per-call `model.predict` overhead).
+
+    Under another Keras back end (JAX, PyTorch) it calls `predict_on_batch`, compiled by Keras.
+    """
 
     def __init__(self, model: Any) -> None:
-        import tensorflow as tf
+        import keras
 
         self.model = model
+        if keras.backend.backend() != "tensorflow":
+            self._call = model.predict_on_batch
+            return
+        import tensorflow as tf
+
         # One trace for every batch size: the batch dimension is left open.
         spec = tf.TensorSpec((None, *model.input_shape[1:3], 3), tf.float32)
         self._call = tf.function(lambda x: model(x, training=False), input_signature=[spec])
