@@ -100,6 +100,19 @@ def test_section_compares_scratch_and_pretrained_on_the_test_drive(tmp_path: Pat
     )
     assert "Best pretrained recipe: `lraspp_lite0`, test category IoU 0.655, misses" in text
     assert "| **0.660** | 0.671 | 0.600 |" in text  # its hflip TTA score beside the plain one
+    assert "†" not in text  # every run trained here
+    # a run trained on another machine: its minutes are marked, and the machine named
+    metrics = json.loads((scratch / "metrics.json").read_text())
+    metrics["trained_on_machine"] = "H200 GPU, KERAS_BACKEND=jax"
+    (scratch / "metrics.json").write_text(json.dumps(metrics))
+    note = Note(tmp_path / "docs" / "note.md")
+    section_real(note, runs)
+    text = note.text()
+    assert text.count(" † |") == 1  # the scratch run's minutes; the refit's stay unmarked
+    assert (
+        "† trained on another machine (H200 GPU, KERAS_BACKEND=jax; `scripts/gpu/camvid.sh`)"
+        in text
+    )
     for figure in ("real_per_category.png", "real_curves.png", "real_examples.png"):
         assert (tmp_path / "docs" / "figures" / figure).is_file(), figure
         assert f"figures/{figure}" in text

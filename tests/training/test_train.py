@@ -330,13 +330,13 @@ def test_other_keras_backends_train_on_one_device(monkeypatch: pytest.MonkeyPatc
 
 @pytest.mark.slow
 def test_rescore_writes_a_finished_runs_scores_again(trained_run: Path, tmp_path: Path) -> None:
-    """scripts/rescore_run.py (for runs trained elsewhere): the same scores from model.keras,
+    """scripts/gpu/rescore_run.py (for runs trained elsewhere): the same scores from model.keras,
     the recorded training kept."""
     import importlib.util
     import shutil
 
     spec = importlib.util.spec_from_file_location(
-        "rescore_run", REPO / "scripts" / "rescore_run.py"
+        "rescore_run", REPO / "scripts" / "gpu" / "rescore_run.py"
     )
     assert spec is not None and spec.loader is not None
     rescore_run = importlib.util.module_from_spec(spec)
@@ -349,8 +349,10 @@ def test_rescore_writes_a_finished_runs_scores_again(trained_run: Path, tmp_path
     before = json.loads((run / "metrics.json").read_text())
     (run / "metrics.json").write_text(json.dumps({**before, "test": {"miou": 0.0}}))
     (run / "eval_test.json").unlink()
-    rescore_run.rescore(run)
-    after = json.loads((run / "metrics.json").read_text())
+    after = rescore_run.rescore(run, machine="elsewhere")
+    assert after == json.loads((run / "metrics.json").read_text())
+    assert after["trained_on_machine"] == "elsewhere"
+    assert after["scored_there"]["test"] == {"miou": 0.0}  # what the other machine measured
     assert after["test"]["miou"] == pytest.approx(before["test"]["miou"])
     assert after["val"]["confusion_matrix"] == before["val"]["confusion_matrix"]
     assert after["train_time_s"] == before["train_time_s"]

@@ -188,9 +188,17 @@ def section_recipes(
                 f"**{fmt(run.score('test', 'category_iou'))}**",
                 fmt(_tta(run)),
                 *(fmt(test.get(c)) for c in EVAL_CATEGORIES),
-                f"{num(run.metrics.get('train_time_s')) / 60:.1f}",
+                f"{num(run.metrics.get('train_time_s')) / 60:.1f}"
+                + (" †" if run.metrics.get("trained_on_machine") else ""),
             ]
         )
+    machines = sorted(
+        {
+            str(r.metrics["trained_on_machine"])
+            for r in recipes
+            if r.metrics.get("trained_on_machine")
+        }
+    )
     note.add(
         "### Recipes: one change at a time",
         "Single runs of `cityseg train`, each reproduced by training its saved config "
@@ -216,6 +224,13 @@ def section_recipes(
             rows,
         ),
     )
+    if machines:
+        note.add(
+            f"† trained on another machine ({'; '.join(machines)}; `scripts/gpu/camvid.sh`), "
+            "from the same configs, with the train and validation frames carried as WebP: its "
+            "minutes are that machine's. Every score above was measured here, on the original "
+            "frames (`python scripts/gpu/rescore_run.py`), as for the other runs."
+        )
     # one verdict per kind: a from-scratch recipe is held to its own target, never compared
     # with a pretrained one's (the best overall could be either)
     for kind, target, runs in (
