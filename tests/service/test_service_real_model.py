@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -84,7 +85,7 @@ def test_real_run_folder_end_to_end(real_run: Path) -> None:
 
 
 def test_served_with_hflip_tta_masks_like_the_predictor_with_it(real_run: Path) -> None:
-    from cityseg.inference.runtime import Predictor
+    from cityseg.inference.runtime import TTA_MODES, Predictor
 
     with TestClient(create_app(Settings(run=real_run, tta="hflip"))) as client:
         deadline = time.monotonic() + 120
@@ -104,3 +105,5 @@ def test_served_with_hflip_tta_masks_like_the_predictor_with_it(real_run: Path) 
     assert (mask == predictor.predict(image)).mean() > 0.99
     with pytest.raises(ValueError, match="tta"):
         Settings(run=real_run, tta="vflip")
+    # the settings' choices are the runtime's modes (the settings module does not import it)
+    assert typing.get_args(Settings.model_fields["tta"].annotation) == TTA_MODES
