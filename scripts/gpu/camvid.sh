@@ -8,7 +8,7 @@
 #   python scripts/gpu/rescore_run.py --machine "H200 GPU, KERAS_BACKEND=jax" RUN ...
 # DRY=1 runs the same flow on this machine's environment (with EXTRA="--set ..." to shrink it).
 set -u
-SET=${1:?which runs: first or second}
+SET=${1:?which runs: first, second or third}
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 PY=${PY:-python3}
 exec > >(tee -a "$OUT/device.log") 2>&1
@@ -17,7 +17,7 @@ if [ -z "${DRY:-}" ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .device/whl/*.whl || exit 3
   export PYTHONPATH=/tmp/site:$PWD/.device/site:$PWD/src
 fi
-# Four processes share the GPU: each takes under a fifth of its memory.
+# Up to four processes share the GPU: each takes under a fifth of its memory.
 export KERAS_BACKEND=jax XLA_PYTHON_CLIENT_MEM_FRACTION=0.18 PYTHONUNBUFFERED=1
 $PY scripts/gpu/prep.py || exit 4
 $PY -c "import keras, jax, albumentations, cityseg.cli; print('keras', keras.__version__, keras.backend.backend(), jax.devices())" || exit 5
@@ -36,7 +36,12 @@ case $SET in
     "h200_lite0_480_exposure_e30_seed1 --set train.epochs=30 --set train.seed=1"
     "h200_dlv3p_lite0_480_exposure_e25_seed1 --set model.name=deeplabv3plus_lite0 --set train.epochs=25 --set train.seed=1"
     "h200_mbv3_scratch_480_exposure_cedice_e75 $SCRATCH --set train.epochs=75") ;;
-  *) echo "unknown set $SET: first or second"; exit 2 ;;
+  third) RUNS=(  # two at once in the session's last 5 device minutes, LIMIT=3 WORKERS=8: both
+    # stopped by the time limit after 2 epochs, as each phase's first epoch holds its XLA
+    # compilation (~70 s) and the limit expects the next epoch to last as long as the last one
+    "h200_lite0_480_exposure_e60 --set train.epochs=60"
+    "h200_dlv3p_lite0_480_exposure_e40 --set model.name=deeplabv3plus_lite0 --set train.epochs=40") ;;
+  *) echo "unknown set $SET: first, second or third"; exit 2 ;;
 esac
 pids=()
 names=()
