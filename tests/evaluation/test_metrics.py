@@ -178,6 +178,9 @@ def test_keras_mean_iou_matches_confusion_matrix():
     assert float(keras.ops.sum(metric.total_cm)) == 0
     clone = metrics.MeanIoU.from_config(metric.get_config())
     assert clone.name == "miou" and clone.ignore_index == 255
+    # registered for .keras files that carry it (a checkpoint of a compiled model)
+    assert keras.saving.get_registered_object("cityseg>MeanIoU") is metrics.MeanIoU
+    assert keras.saving.get_registered_name(metrics.MeanIoU) == "cityseg>MeanIoU"
 
 
 def test_keras_mean_iou_in_compiled_evaluate():

@@ -182,7 +182,6 @@ def to_jsonable(value: Any) -> Any:
     return value
 
 
-@keras.saving.register_keras_serializable(package="cityseg")
 def _count_dtype() -> str:
     """float64 for the streaming confusion matrix, except under JAX without 64-bit types
     (`JAX_ENABLE_X64` unset), where float32 counts stay exact up to 2**24 per cell: enough to
@@ -195,6 +194,7 @@ def _count_dtype() -> str:
     return "float64"
 
 
+@keras.saving.register_keras_serializable(package="cityseg")
 class MeanIoU(keras.metrics.Metric):
     """Epoch mIoU for training: argmax of logits, confusion matrix summed over the epoch.
 
