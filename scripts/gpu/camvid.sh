@@ -57,5 +57,5 @@ for name in "${names[@]}"; do  # only this call's runs: a warm machine keeps the
   tar -C runs/device --exclude='*.npz' -czf "/tmp/$name.tgz" "$name" && split -b 16000000 -d "/tmp/$name.tgz" "$OUT/$name.tgz."
   echo "=== $name"; grep -v "^\s*$" "/tmp/$name.log"
 done > "$OUT/runs.log"
-grep -h "val mIoU" /tmp/h200_*.log
+for name in "${names[@]}"; do grep -h "val mIoU" "/tmp/$name.log"; done
 ls -la "$OUT"
