@@ -180,3 +180,31 @@ def test_cli_never_labels_the_test_frames(synth_root: Path, tmp_path: Path) -> N
     assert result.exit_code == 2
     assert "choose train or val" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_labels_with_the_chosen_tta(synth_root: Path, tmp_path: Path) -> None:
+    """`--tta hflip_scales` reaches the predictor; the labels and their record say so."""
+    import keras
+    from typer.testing import CliRunner
+
+    from cityseg.cli import app
+
+    inputs = keras.Input((16, 32, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(labels.NUM_CLASSES, 1)(inputs))
+    run = tmp_path / "run"
+    run.mkdir()
+    model.save(run / "model.keras")
+    root, synth = tmp_path / "real", tmp_path / "synth"
+    for copy in (root, synth):
+        shutil.copytree(synth_root, copy)
+        make_split(copy, val_cities=1).save(copy / "split.json")
+    args = ["pseudo-label", "--run", str(run), "--data", str(root), "--with", str(synth)]
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, [*args, "--out", str(out), "--tta", "hflip_scales"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "pseudo.json").read_text())["tta"] == "hflip_scales"
+    frames = len(load_manifest(root / "split.json").train)
+    assert f"{frames} frames of {root} (train) pseudo-labelled" in result.output
+    refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "x"), "--tta", "vflip"])
+    assert refused.exit_code == 2 and "tta 'vflip' is not one of" in refused.output
+    assert not (tmp_path / "x").exists()

@@ -135,6 +135,26 @@ def test_hflip_tta_predictions_score_like_the_model_with_tta(
     assert unknown.exit_code != 0 and "vflip" in unknown.output
 
 
+def test_scales_tta_is_recorded_and_bad_scales_are_named(
+    run_dir: Path, manifest: Path, tmp_path: Path
+) -> None:
+    from cityseg.cli.train import DEFAULT_TTA_SCALES
+    from cityseg.inference.runtime import TTA_SCALES
+
+    assert tuple(float(v) for v in DEFAULT_TTA_SCALES.split(",")) == TTA_SCALES
+    common = ["--manifest", str(manifest), "--split", "test", "--json", "--out", str(tmp_path)]
+    args = ["evaluate", "--run", str(run_dir), *common, "--tta", "hflip_scales"]
+    result = runner.invoke(app, [*args, "--tta-scales", "0.75,1,1.5"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout.strip().splitlines()[-1])
+    assert scores["tta"] == "hflip_scales" and scores["tta_scales"] == [0.75, 1.0, 1.5]
+    saved = json.loads((tmp_path / "eval_test_tta_hflip_scales.json").read_text())
+    assert saved["tta_scales"] == [0.75, 1.0, 1.5]
+    for bad, says in (("1,x", "--tta-scales '1,x'"), ("1,0", "tta scales must be positive")):
+        refused = runner.invoke(app, [*args, "--tta-scales", bad])
+        assert refused.exit_code != 0 and says in refused.output, refused.output
+
+
 def _copy_tree(synth_root: Path, target: Path) -> Path:
     import shutil
 

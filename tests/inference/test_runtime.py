@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 
 from cityseg.data.labels import NUM_CLASSES, PALETTE, colorize
 from cityseg.inference.runtime import (
+    TTA_SCALES,
     Predictor,
     RuntimeLoadError,
     best_runtime,
@@ -170,6 +172,91 @@ def test_tta_mode_is_checked() -> None:
     with pytest.raises(ValueError, match="tta"):
         predictor.tta = "flip"
     assert predictor.tta == "none" and "tta" not in repr(predictor)
+    for bad in ((), (0.0,), (1.0, -1.5), (float("inf"),), (float("nan"),)):
+        with pytest.raises(ValueError, match="tta scales must be positive"):
+            predictor.scales = bad
+    assert predictor.scales == TTA_SCALES
+    predictor.tta = "hflip_scales"
+    assert f"scales={TTA_SCALES}" in repr(predictor)
+
+
+@pytest.mark.parametrize(
+    ("length", "window", "starts"),
+    [(16, 16, [0]), (10, 16, [0]), (24, 16, [0, 8]), (48, 32, [0, 16]), (720, 480, [0, 240]),
+     (100, 16, [0, 10, 21, 32, 42, 52, 63, 74, 84])],
+)  # fmt: skip
+def test_windows_cover_the_length_with_a_third_overlap(length, window, starts) -> None:
+    from cityseg.inference.runtime import _windows
+
+    got = _windows(length, window)
+    assert got == starts
+    assert got[0] == 0 and got[-1] + window >= length and got[-1] + window <= max(length, window)
+    assert all(b - a <= window * 2 / 3 + 1 for a, b in itertools.pairwise(got))  # rounded
+
+
+def test_scales_tta_tiles_the_zoomed_frame_at_the_model_input() -> None:
+    """At 1.5x a 32x16 input becomes 48x24, seen as four overlapping 32x16 tiles."""
+    import cv2
+
+    seen: list[np.ndarray] = []
+
+    def spy(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.copy())
+        return _lopsided(batch)
+
+    predictor = Predictor(spy, name="spy", runtime="keras", input_size=SIZE, tta="scales")
+    rng = np.random.default_rng(0)
+    batch = rng.integers(0, 256, (2, SIZE[1], SIZE[0], 3)).astype(np.float32)
+    probs = predictor.predict_probabilities(batch)
+    assert probs.shape == (2, SIZE[1], SIZE[0], NUM_CLASSES)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    assert [b.shape for b in seen] == [(2, 16, 32, 3), (8, 16, 32, 3)]  # scale 1, then tiles
+    np.testing.assert_array_equal(seen[0], batch)
+    zoomed = cv2.resize(batch[1], (48, 24), interpolation=cv2.INTER_LINEAR)
+    for k, (y, x) in enumerate([(0, 0), (0, 16), (8, 0), (8, 16)]):
+        np.testing.assert_allclose(seen[1][4 + k], zoomed[y : y + 16, x : x + 32], atol=1e-4)
+
+
+def test_scales_tta_agrees_with_the_plain_model_where_views_agree() -> None:
+    """A frame of one colour looks the same at any zoom: every mode gives the plain softmax."""
+
+    def pixelwise(batch: np.ndarray) -> np.ndarray:  # depends on the colour only
+        logits = np.zeros((*batch.shape[:3], NUM_CLASSES), np.float32)
+        logits[..., 5] = batch[..., 2] / 64.0
+        logits[..., 2] = batch[..., 0] / 64.0
+        return logits
+
+    batch = np.full((1, SIZE[1], SIZE[0], 3), (200, 10, 90), np.float32)
+    plain = Predictor(pixelwise, name="p", runtime="keras", input_size=SIZE)
+    expected = plain.predict_probabilities(batch)
+    for mode in ("scales", "hflip_scales"):
+        for scales in ((1.0, 1.5), (0.5, 1.0, 2.0), (0.75,)):
+            zoomed = Predictor(
+                pixelwise, name="p", runtime="keras", input_size=SIZE, tta=mode, scales=scales
+            )
+            np.testing.assert_allclose(zoomed.predict_probabilities(batch), expected, rtol=1e-5)
+
+
+def test_scales_tta_below_one_pads_like_the_letterbox() -> None:
+    """At 0.5x the model sees the shrunk frame top-left on a zero canvas; only that is kept."""
+    seen: list[np.ndarray] = []
+
+    def spy(batch: np.ndarray) -> np.ndarray:
+        seen.append(batch.copy())
+        logits = np.zeros((*batch.shape[:3], NUM_CLASSES), np.float32)
+        logits[..., 1] = (batch[..., 0] > 128) * 2.0  # red
+        logits[..., 2] = (batch[..., 0] <= 128) * 2.0  # the zero padding, if it leaked
+        return logits
+
+    predictor = Predictor(
+        spy, name="s", runtime="keras", input_size=SIZE, tta="scales", scales=(0.5,)
+    )
+    batch = np.full((1, SIZE[1], SIZE[0], 3), 255, np.float32)
+    probs = predictor.predict_probabilities(batch)
+    assert len(seen) == 1
+    assert (seen[0][0, :8, :16] == 255).all() and (seen[0][0, 8:] == 0).all()
+    assert (seen[0][0, :, 16:] == 0).all()
+    assert (probs.argmax(-1) == 1).all()  # only the kept corner, all red, counts
 
 
 def test_keras_backend_outside_tensorflow_calls_the_compiled_predict(monkeypatch) -> None:

@@ -26,7 +26,9 @@ def serve(
     ),
     runs_dir: Path | None = typer.Option(None, help="Where to look for the best run (runs/)."),
     tta: str | None = typer.Option(
-        None, help="Test-time augmentation: none (default) | hflip (twice the model time)."
+        None,
+        help="Test-time augmentation: none (default) | hflip (twice the model time) | scales "
+        "(the frame zoomed by 1 and 1.5, tiled; ~5x) | hflip_scales (~10x).",
     ),
 ) -> None:
     """Serve a model over HTTP with its web page (settings also from CITYSEG_* variables)."""

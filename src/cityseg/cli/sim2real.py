@@ -102,7 +102,10 @@ def pseudo_label(
     keep: float = typer.Option(0.5, help="Share of each predicted category's pixels kept."),
     cap: float = typer.Option(0.9, help="Pixels at least this confident are always kept."),
     tta: str = typer.Option(
-        "none", "--tta", help="none | hflip: label with the mean of each frame and its mirror."
+        "none",
+        "--tta",
+        help="none | hflip | scales | hflip_scales: label with the mean softmax of those views "
+        "of each frame (see `cityseg evaluate --tta`).",
     ),
 ) -> None:
     """Pseudo-label unlabelled frames with a model, for self-training (labels never read)."""

@@ -13,6 +13,9 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("labelIds", "categories", "color", "overlay")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# The zoom factors of `--tta scales`: `cityseg.inference.runtime.TTA_SCALES`, kept as text here so
+# that `cityseg --help` does not import the runtime (a test holds the two equal).
+DEFAULT_TTA_SCALES = "1.0,1.5"
 SPLITS = ("train", "val", "test")
 
 
@@ -165,7 +168,13 @@ def evaluate(
     tta: str = typer.Option(
         "none",
         "--tta",
-        help="Test-time augmentation: none | hflip (mean of the frame and its mirror).",
+        help="Test-time augmentation: none | hflip (mean of the frame and its mirror) | scales "
+        "(the frame zoomed by each of --tta-scales, tiled) | hflip_scales (both).",
+    ),
+    tta_scales: str = typer.Option(
+        DEFAULT_TTA_SCALES,
+        "--tta-scales",
+        help="Zoom factors of the scales modes, comma-separated (chosen on validation).",
     ),
     out: Path | None = typer.Option(
         None, "--out", help="Where eval_<split>.json and figures go (default: the run folder)."
@@ -190,8 +199,11 @@ def evaluate(
 
             predictor = Predictor.load(run, runtime)
             predictor.tta = tta
+            predictor.scales = _scales(tta_scales)
             result = ev.evaluate(predictor, samples, progress=not as_json)
             result["tta"] = tta
+            if "scales" in tta:
+                result["tta_scales"] = list(predictor.scales)
             out = out or (run if run.is_dir() else run.parent)
             if tta != "none":  # eval_<split>.json stays the plain model's score
                 split = f"{split}_tta_{tta}"
@@ -209,6 +221,16 @@ def evaluate(
         typer.echo(json.dumps(clean))
         return
     _print_table(clean, split)
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    """`--tta-scales "1,1.5"` as numbers; the predictor checks that they are positive."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"--tta-scales {text!r}: give comma-separated numbers, e.g. 1,1.5"
+        ) from None
 
 
 def _print_table(result: dict[str, Any], split: str) -> None:
@@ -281,7 +303,13 @@ def predict(
     tta: str = typer.Option(
         "none",
         "--tta",
-        help="Test-time augmentation: none | hflip (mean of the frame and its mirror).",
+        help="Test-time augmentation: none | hflip (mean of the frame and its mirror) | scales "
+        "(the frame zoomed by each of --tta-scales, tiled) | hflip_scales (both).",
+    ),
+    tta_scales: str = typer.Option(
+        DEFAULT_TTA_SCALES,
+        "--tta-scales",
+        help="Zoom factors of the scales modes, comma-separated (chosen on validation).",
     ),
 ) -> None:
     """Write predictions at each image's original size; a bad image is named and skipped."""
@@ -296,6 +324,7 @@ def predict(
     try:
         predictor = Predictor.load(run, runtime)
         predictor.tta = tta
+        predictor.scales = _scales(tta_scales)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
     failed: list[str] = []

@@ -144,7 +144,8 @@ def pseudo_label(
     if out.exists() and any(out.iterdir()):
         raise DataError(f"{out}: exists and is not empty; pseudo-labels go to a new root")
     # 1) predict every frame at the model's input size; keep the map and its confidence
-    tta = getattr(predictor, "tta", "none")  # a Predictor set to "hflip" labels with its mirror
+    # a Predictor with a `tta` mode labels with the mean softmax of its views (mirror, zooms)
+    tta = getattr(predictor, "tta", "none")
     maps: list[tuple[np.ndarray, np.ndarray, Any, tuple[int, int]]] = []
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
@@ -158,7 +159,7 @@ def pseudo_label(
         batch = np.stack(canvases).astype(np.float32)
         if tta == "none":
             classes, confidence = softmax_confidence(predictor.predict_logits(batch))
-        else:  # the mean softmax of each frame and its mirror
+        else:  # the mean softmax of the frame's views
             probs = predictor.predict_probabilities(batch)
             classes, confidence = probs.argmax(-1).astype(np.uint8), probs.max(-1)
         for k, box in enumerate(boxes):

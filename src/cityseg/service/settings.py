@@ -33,8 +33,9 @@ class Settings(BaseSettings):
     runs_dir: Path = Path("runs")  # where the best run is looked for when `run` is not given
     # Back end: auto (a run's fastest export that met parity, else Keras) | keras | litert | onnx
     runtime: str = "auto"
-    # Test-time augmentation: none | hflip (each frame and its mirror, twice the model time)
-    tta: Literal["none", "hflip"] = "none"
+    # Test-time augmentation: none | hflip (each frame and its mirror, twice the model time) |
+    # scales (the frame zoomed by each of TTA_SCALES, tiled; ~5x the model time) | hflip_scales
+    tta: Literal["none", "hflip", "scales", "hflip_scales"] = "none"
     manifest: Path | None = None  # split manifest for /v1/samples; None = from the run's config
     host: str = "127.0.0.1"  # bind address of `cityseg serve`
     port: int = Field(default=8000, ge=0, le=65535)  # bind port of `cityseg serve`
