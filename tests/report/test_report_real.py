@@ -81,7 +81,7 @@ def test_section_compares_scratch_and_pretrained_on_the_test_drive(tmp_path: Pat
     text = note.text()
     assert (
         "| `lraspp_lite0` | lraspp_lite0 (ImageNet, ce_dice) | 64x48 | hflip+color | 0016E5 + 0006R0 | 2 | "
-        f"{DASH} | **0.655** | {DASH} | 0.595 |" in text
+        f"{DASH} | **0.655** | {DASH} | {DASH} | 0.595 |" in text
     )
     assert (
         "Best pretrained recipe: `lraspp_lite0`, test category IoU 0.655, misses the pretrained "
@@ -91,6 +91,8 @@ def test_section_compares_scratch_and_pretrained_on_the_test_drive(tmp_path: Pat
     # a from-scratch recipe has its own verdict, against its own target
     scratch = _write(runs, "lraspp_mobilenetv3", root, None, 0.66, suite="recipes")
     (scratch / "eval_test_tta_hflip.json").write_text(json.dumps({"category_iou": 0.6712}))
+    tta_scales = {"category_iou": 0.6833, "tta_scales": [1.0, 1.5]}
+    (scratch / "eval_test_tta_hflip_scales.json").write_text(json.dumps(tta_scales))
     note = Note(tmp_path / "docs" / "note.md")
     section_real(note, runs)
     text = note.text()
@@ -99,7 +101,11 @@ def test_section_compares_scratch_and_pretrained_on_the_test_drive(tmp_path: Pat
         "from-scratch target of 0.65" in text
     )
     assert "Best pretrained recipe: `lraspp_lite0`, test category IoU 0.655, misses" in text
-    assert "| **0.660** | 0.671 | 0.600 |" in text  # its hflip TTA score beside the plain one
+    assert "| **0.660** | 0.671 | 0.683 | 0.600 |" in text  # its TTA scores beside the plain one
+    assert (
+        "target of 0.65 (issue #12). With flip and zoom at test time, the best is "
+        "`lraspp_mobilenetv3` at 0.683." in text
+    )
     assert "†" not in text  # every run trained here
     # a run trained on another machine: its minutes are marked, and the machine named
     metrics = json.loads((scratch / "metrics.json").read_text())
