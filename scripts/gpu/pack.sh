@@ -9,6 +9,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=${1:-data/camvid}
+# Checked before anything is removed: a wrong root must not cost the last pack.
+[ -f "$ROOT/split.json" ] && [ -f "$ROOT/camvid_import.json" ] || {
+  echo "pack.sh: $ROOT is not an imported, split CamVid root (no split.json or camvid_import.json);" \
+    "make one with 'cityseg import camvid' and 'cityseg split'" >&2
+  exit 2
+}
 PY=.venv/bin/python
 SP=$($PY -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 grep -qx "/.device/" .git/info/exclude 2>/dev/null || { mkdir -p .git/info; echo "/.device/" >>.git/info/exclude; }
