@@ -16,6 +16,18 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # The zoom factors of `--tta scales`: `cityseg.inference.runtime.TTA_SCALES`, kept as text here so
 # that `cityseg --help` does not import the runtime (a test holds the two equal).
 DEFAULT_TTA_SCALES = "1.0,1.5"
+# Shared by `evaluate` and `predict`, which must segment alike.
+TTA_OPTION = typer.Option(
+    "none",
+    "--tta",
+    help="Test-time augmentation: none | hflip (mean of the frame and its mirror) | scales "
+    "(the frame zoomed by each of --tta-scales, tiled) | hflip_scales (both).",
+)
+TTA_SCALES_OPTION = typer.Option(
+    DEFAULT_TTA_SCALES,
+    "--tta-scales",
+    help="Zoom factors of the scales modes, comma-separated (chosen on validation).",
+)
 SPLITS = ("train", "val", "test")
 
 
@@ -165,17 +177,8 @@ def evaluate(
         "model, the set the names of --predictions belong to (official val needs no manifest).",
     ),
     runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
-    tta: str = typer.Option(
-        "none",
-        "--tta",
-        help="Test-time augmentation: none | hflip (mean of the frame and its mirror) | scales "
-        "(the frame zoomed by each of --tta-scales, tiled) | hflip_scales (both).",
-    ),
-    tta_scales: str = typer.Option(
-        DEFAULT_TTA_SCALES,
-        "--tta-scales",
-        help="Zoom factors of the scales modes, comma-separated (chosen on validation).",
-    ),
+    tta: str = TTA_OPTION,
+    tta_scales: str = TTA_SCALES_OPTION,
     out: Path | None = typer.Option(
         None, "--out", help="Where eval_<split>.json and figures go (default: the run folder)."
     ),
@@ -300,17 +303,8 @@ def predict(
     ),
     runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
-    tta: str = typer.Option(
-        "none",
-        "--tta",
-        help="Test-time augmentation: none | hflip (mean of the frame and its mirror) | scales "
-        "(the frame zoomed by each of --tta-scales, tiled) | hflip_scales (both).",
-    ),
-    tta_scales: str = typer.Option(
-        DEFAULT_TTA_SCALES,
-        "--tta-scales",
-        help="Zoom factors of the scales modes, comma-separated (chosen on validation).",
-    ),
+    tta: str = TTA_OPTION,
+    tta_scales: str = TTA_SCALES_OPTION,
 ) -> None:
     """Write predictions at each image's original size; a bad image is named and skipped."""
     from PIL import Image
