@@ -210,11 +210,13 @@ def test_scales_tta_tiles_the_zoomed_frame_at_the_model_input() -> None:
     probs = predictor.predict_probabilities(batch)
     assert probs.shape == (2, SIZE[1], SIZE[0], NUM_CLASSES)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
-    assert [b.shape for b in seen] == [(2, 16, 32, 3), (8, 16, 32, 3)]  # scale 1, then tiles
+    # scale 1, then the 2 x 4 tiles, never more at once than the batch the caller gave
+    assert [b.shape for b in seen] == [(2, 16, 32, 3)] * 5
     np.testing.assert_array_equal(seen[0], batch)
+    tiles = np.concatenate(seen[1:])
     zoomed = cv2.resize(batch[1], (48, 24), interpolation=cv2.INTER_LINEAR)
     for k, (y, x) in enumerate([(0, 0), (0, 16), (8, 0), (8, 16)]):
-        np.testing.assert_allclose(seen[1][4 + k], zoomed[y : y + 16, x : x + 32], atol=1e-4)
+        np.testing.assert_allclose(tiles[4 + k], zoomed[y : y + 16, x : x + 32], atol=1e-4)
 
 
 def test_scales_tta_agrees_with_the_plain_model_where_views_agree() -> None:

@@ -362,9 +362,13 @@ class Predictor:
         else:  # overlapping input-sized tiles, averaged where they overlap
             tiles = [(y, x) for y in _windows(zh, height) for x in _windows(zw, width)]
             crops = np.stack([z[y : y + height, x : x + width] for z in zoomed for y, x in tiles])
-            out = _softmax(self.predict_logits(crops)).reshape(
-                len(batch), len(tiles), height, width, -1
-            )
+            step = len(batch)  # tiles go through the model a batch at a time: memory stays bounded
+            out = np.concatenate(
+                [
+                    _softmax(self.predict_logits(crops[i : i + step]))
+                    for i in range(0, len(crops), step)
+                ]
+            ).reshape(len(batch), len(tiles), height, width, -1)
             probs = np.zeros((len(batch), zh, zw, out.shape[-1]), np.float32)
             counts = np.zeros((zh, zw, 1), np.float32)
             for k, (y, x) in enumerate(tiles):
