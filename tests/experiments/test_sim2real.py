@@ -206,6 +206,15 @@ def test_self_trained_runs_are_reported_apart_with_what_labelled_them(tmp_path: 
     note = Note(tmp_path / "note2.md")
     section_sim2real(note, tmp_path, tmp_path / "no-bench")
     assert "(`cityseg pseudo-label --run R --data D --with S --out O`: keep 0.5" in note.text()
+    assert "With test-time augmentation" not in note.text()  # none scored so
+    # a run scored with test-time augmentation gets one line, beside its plain score
+    (tmp_path / "s2r_14_pseudo" / "real_tta").mkdir()
+    for mode, iou in (("hflip", 0.4721), ("hflip_scales", 0.4759)):
+        path = tmp_path / "s2r_14_pseudo" / "real_tta" / f"eval_test_tta_{mode}.json"
+        path.write_text(json.dumps({"category_iou": iou}))
+    note = Note(tmp_path / "note3.md")
+    section_sim2real(note, tmp_path, tmp_path / "no-bench")
+    assert "`s2r_14_pseudo` 0.470 -> hflip 0.472, hflip_scales 0.476." in note.text()
 
 
 def test_the_augmentation_column_names_pasted_categories() -> None:

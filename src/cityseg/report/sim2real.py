@@ -192,6 +192,33 @@ def _confusions(run_dir: Path, top: int = 3) -> str:
     )
 
 
+def _tta_line(records: list[dict[str, Any]], runs_dir: Path) -> str:
+    """The runs scored with test-time augmentation on the real drive, beside their plain score.
+
+    Read from `<run>/real_tta/eval_test_tta_<mode>.json`, which `cityseg evaluate --run RUN
+    --data REAL --split test --tta MODE --out RUN/real_tta` writes; an inference choice, so it
+    is reported apart from the table (which holds each model's own score).
+    """
+    items = []
+    for record in records:
+        scores = []
+        for mode in ("hflip", "hflip_scales"):
+            path = runs_dir / record["name"] / "real_tta" / f"eval_test_tta_{mode}.json"
+            if path.is_file():
+                data = json.loads(path.read_text())
+                scores.append(f"{mode} {_f(data.get('category_iou'))}")
+        if scores:
+            plain = _f(record["real"]["category_iou"])
+            items.append(f"`{record['name']}` {plain} -> " + ", ".join(scores))
+    if not items:
+        return ""
+    return (
+        "With test-time augmentation on the real drive (`cityseg evaluate --run RUN --data "
+        "REAL_ROOT --split test --tta hflip_scales --out RUN/real_tta`: the mean softmax of each "
+        "frame, its mirror and both zoomed 1.5x, in tiles): " + "; ".join(items) + "."
+    )
+
+
 def _bench_line(bench_dir: Path) -> str:
     path = bench_dir / "synth.json"
     if not path.is_file():
@@ -275,6 +302,9 @@ def section_sim2real(
         f"{best['real']['category_iou']:.3f}: the {TARGET:.2f} target is "
         f"{'**met**' if reached else '**not met**'}."
     )
+    tta = _tta_line(records, Path(runs_dir))
+    if tta:
+        note.add(tta)
     for record in dict.fromkeys([base["name"], best["name"]]):
         line = _confusions(Path(runs_dir) / record)
         if line:
