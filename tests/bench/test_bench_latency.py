@@ -62,9 +62,20 @@ def test_bench_latency_rows(tmp_path: Path) -> None:
         warmup=1,
         repeats=3,
         export_kwargs={"parity": parity, "latency_runs": 0},
+        tta=("none", "hflip_scales"),
     )
-    rows = {row["runtime"]: row for row in report["results"]}
+    augmented = {r["runtime"]: r for r in report["results"] if r["tta"] == "hflip_scales"}
+    rows = {r["runtime"]: r for r in report["results"] if r["tta"] == "none"}
     assert set(rows) == {"keras_predict", "keras", "onnx", "litert"}
+    # TTA is timed through the Predictor on every runtime but bare Keras predict
+    assert set(augmented) == {"keras", "onnx", "litert"}
+    for runtime, row in augmented.items():
+        assert row["model_passes"] == 10 and rows[runtime]["model_passes"] == 1
+        assert row["tta_cost"] == pytest.approx(row["median_ms"] / rows[runtime]["median_ms"])
+        assert row["fraction_of_peak"] == pytest.approx(
+            row["flops"] * 10 * row["images_per_s"] / 1e9 / report["machine"]["matmul_peak_gflops"]
+        )
+    assert "tta_cost" not in rows["onnx"] and report["settings"]["tta"] == ["none", "hflip_scales"]
     for row in rows.values():
         assert 0 < row["median_ms"] <= row["p90_ms"]
         assert row["images_per_s"] == pytest.approx(1000 / row["median_ms"])
@@ -80,3 +91,18 @@ def test_bench_latency_rows(tmp_path: Path) -> None:
     assert report["machine"]["matmul_peak_gflops"] > 0
     out = write_json(report, tmp_path / "out" / "latency.json")
     assert json.loads(out.read_text())["settings"]["batch"] == 1
+
+
+def test_cli_names_an_unknown_tta_mode_before_measuring(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cityseg.cli import app
+
+    run = tmp_path / "bench_run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(b"never loaded")
+    args = ["bench", "latency", "--run", str(run), "--json", str(tmp_path / "b.json")]
+    result = CliRunner().invoke(app, [*args, "--tta", "none,vflip"])
+    assert result.exit_code == 1
+    assert "--tta 'none,vflip': choose from none, hflip, scales, hflip_scales" in result.output
+    assert not (tmp_path / "b.json").exists()

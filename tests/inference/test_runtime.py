@@ -219,6 +219,24 @@ def test_scales_tta_tiles_the_zoomed_frame_at_the_model_input() -> None:
         np.testing.assert_allclose(tiles[4 + k], zoomed[y : y + 16, x : x + 32], atol=1e-4)
 
 
+@pytest.mark.parametrize(
+    ("mode", "scales", "passes"),
+    [("none", TTA_SCALES, 1), ("hflip", TTA_SCALES, 2), ("scales", (1.0, 1.5), 5),
+     ("hflip_scales", (1.0, 1.5), 10), ("scales", (0.5, 1.0, 2.0), 11)],
+)  # fmt: skip
+def test_passes_per_frame_counts_what_the_model_sees(mode, scales, passes) -> None:
+    seen: list[int] = []
+
+    def spy(batch: np.ndarray) -> np.ndarray:
+        seen.append(len(batch))
+        return _lopsided(batch)
+
+    predictor = Predictor(spy, name="s", runtime="keras", input_size=SIZE, tta=mode, scales=scales)
+    assert predictor.passes_per_frame() == passes
+    predictor.predict(np.zeros((SIZE[1], SIZE[0], 3), np.uint8))
+    assert sum(seen) == passes  # one frame: every model input it cost
+
+
 def test_scales_tta_agrees_with_the_plain_model_where_views_agree() -> None:
     """A frame of one colour looks the same at any zoom: every mode gives the plain softmax."""
 

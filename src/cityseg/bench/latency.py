@@ -80,8 +80,13 @@ def bench_latency(
     repeats: int = 30,
     export_missing: bool = True,
     export_kwargs: dict[str, Any] | None = None,
+    tta: Sequence[str] = ("none",),
 ) -> dict[str, Any]:
-    """Measure every run x size x variant; returns the JSON-ready report."""
+    """Measure every run x size x variant (x test-time augmentation); the JSON-ready report.
+
+    A `tta` mode other than "none" times `Predictor.predict_probabilities` (every view and
+    their mean) on each runtime but Keras `predict`; its FLOPs count every model pass.
+    """
     from cityseg.inference.runtime import Predictor, cpu_cores
 
     load_before = os.getloadavg()
@@ -101,28 +106,33 @@ def bench_latency(
                 target = _target(run, runtime, precision, size, export_missing, export_kwargs or {})
                 if target is None:
                     continue
-                row = _measure(target, runtime, size, warmup, repeats)
-                row.update(
-                    run=str(run),
-                    name=keras_predictor.name,
-                    model=keras_predictor.metrics.get("model") or keras_predictor.name,
-                    size=format_size(size),
-                    precision=precision,
-                    flops=flops,
-                    achieved_gflops=flops * row["images_per_s"] / 1e9,
-                    fraction_of_peak=flops * row["images_per_s"] / 1e9 / peak,
-                    **_parity_of(target),
-                )
-                results.append(row)
-                log.info(
-                    "%s %s %s/%s: %.1f ms median, %.1f img/s",
-                    keras_predictor.name,
-                    format_size(size),
-                    runtime,
-                    precision,
-                    row["median_ms"],
-                    row["images_per_s"],
-                )
+                for mode in tta:
+                    if mode != "none" and runtime == "keras_predict":
+                        continue  # TTA runs through a Predictor, never bare `model.predict`
+                    row = _measure(target, runtime, size, warmup, repeats, mode)
+                    work = flops * row["model_passes"] * row["images_per_s"] / 1e9
+                    row.update(
+                        run=str(run),
+                        name=keras_predictor.name,
+                        model=keras_predictor.metrics.get("model") or keras_predictor.name,
+                        size=format_size(size),
+                        precision=precision,
+                        flops=flops,
+                        achieved_gflops=work,
+                        fraction_of_peak=work / peak,
+                        **_parity_of(target),
+                    )
+                    results.append(row)
+                    log.info(
+                        "%s %s %s/%s tta=%s: %.1f ms median, %.1f img/s",
+                        keras_predictor.name,
+                        format_size(size),
+                        runtime,
+                        precision,
+                        mode,
+                        row["median_ms"],
+                        row["images_per_s"],
+                    )
     _add_speedups(results)
     return {
         "machine": {
@@ -137,7 +147,7 @@ def bench_latency(
             "fraction_of_peak = model FLOPs x images/s / float32 matmul peak (NumPy, all "
             "cores, best of 10); int8 kernels are not bound by the float32 peak and can exceed 1."
         ),
-        "settings": {"batch": 1, "warmup": warmup, "repeats": repeats},
+        "settings": {"batch": 1, "warmup": warmup, "repeats": repeats, "tta": list(tta)},
         "results": results,
         "targets": _targets(results),
     }
@@ -176,7 +186,12 @@ def _target(
 
 
 def _measure(
-    target: Path, runtime: str, size: tuple[int, int], warmup: int, repeats: int
+    target: Path,
+    runtime: str,
+    size: tuple[int, int],
+    warmup: int,
+    repeats: int,
+    tta: str = "none",
 ) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter (see the module docstring)."""
     spec = {
@@ -185,6 +200,7 @@ def _measure(
         "size": list(size),
         "warmup": warmup,
         "repeats": repeats,
+        "tta": tta,
     }
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(
@@ -210,6 +226,7 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     width, height = spec["size"]
     x = np.random.default_rng(0).uniform(0, 255, (1, height, width, 3)).astype(np.float32)
     rss_before = psutil.Process().memory_info().rss
+    mode, passes = spec.get("tta", "none"), 1
     if runtime == "keras_predict":
         from cityseg.inference.runtime import load_keras_model
 
@@ -233,9 +250,12 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
 
             backend = KerasBackend(model_at_size(backend.model, target, (width, height)))  # type: ignore[attr-defined]
         file_size = _size_mb(target / "model.keras" if target.is_dir() else target)
+        timed = Predictor(backend, name=predictor.name, runtime=runtime, input_size=(width, height))
+        timed.tta = mode
+        passes = timed.passes_per_frame()
 
         def call() -> Any:
-            return backend(x)
+            return backend(x) if mode == "none" else timed.predict_probabilities(x)
 
     for _ in range(spec["warmup"]):
         call()
@@ -248,6 +268,8 @@ def _worker(spec: dict[str, Any]) -> dict[str, Any]:
     median = float(np.median(times))
     return {
         "runtime": runtime,
+        "tta": mode,
+        "model_passes": passes,
         "file": str(target),
         "file_size_mb": file_size,
         "median_ms": median * 1000,
@@ -288,13 +310,22 @@ def _parity_of(target: Path) -> dict[str, Any]:
 
 
 def _add_speedups(results: list[dict[str, Any]]) -> None:
-    """Each row's speed-up over Keras `predict` on the same run and size, same session."""
+    """Each row's speed-up over Keras `predict` on the same run and size, same session; a
+    test-time-augmented row's cost is its time over the same variant's without it."""
     base = {
         (r["run"], r["size"]): r["median_ms"] for r in results if r["runtime"] == "keras_predict"
+    }
+    plain = {
+        (r["run"], r["size"], r["runtime"], r["precision"]): r["median_ms"]
+        for r in results
+        if r.get("tta", "none") == "none"
     }
     for row in results:
         reference = base.get((row["run"], row["size"]))
         row["speedup_vs_keras_predict"] = reference / row["median_ms"] if reference else None
+        if row.get("tta", "none") != "none":
+            same = plain.get((row["run"], row["size"], row["runtime"], row["precision"]))
+            row["tta_cost"] = row["median_ms"] / same if same else None
 
 
 def _targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -303,7 +334,11 @@ def _targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     checks = []
     for run in sorted({r["run"] for r in results}):
-        rows = [r for r in results if r["run"] == run and r["size"] == "512x256"]
+        rows = [
+            r
+            for r in results
+            if r["run"] == run and r["size"] == "512x256" and r.get("tta", "none") == "none"
+        ]
         passing = [
             r
             for r in rows

@@ -90,6 +90,11 @@ def bench_latency_command(
         help="Comma-separated RUNTIME/PRECISION subset, e.g. keras_predict/fp32,litert/int8 "
         "(default: keras_predict, keras, onnx fp32 and litert fp32/fp16/int8).",
     ),
+    tta: str = typer.Option(
+        "none",
+        help="Comma-separated test-time augmentation modes to time, e.g. none,hflip_scales "
+        "(every view and their mean; Keras predict is timed without).",
+    ),
 ) -> None:
     """Median / p90 ms, images/s, memory, size and speed-up over Keras predict, per runtime."""
     from cityseg.bench.latency import VARIANTS, bench_latency, write_json
@@ -112,10 +117,19 @@ def bench_latency_command(
                 f"cityseg bench latency: unknown --variants {unknown}; known: {known}", err=True
             )
             raise typer.Exit(1)
+    from cityseg.inference.runtime import TTA_MODES
+
+    modes = tuple(m.strip() for m in tta.split(","))
+    if not modes or any(m not in TTA_MODES for m in modes):
+        typer.echo(
+            f"cityseg bench latency: --tta {tta!r}: choose from {', '.join(TTA_MODES)}", err=True
+        )
+        raise typer.Exit(1)
     report = bench_latency(
         runs,
         size_list,
         variants=chosen,
+        tta=modes,
         warmup=warmup,
         repeats=repeats,
         export_missing=export_missing,
@@ -127,6 +141,7 @@ def bench_latency_command(
         speedup = row["speedup_vs_keras_predict"]
         typer.echo(
             f"{row['name']:<28} {row['size']:>9} {row['runtime']:>13}/{row['precision']:<4} "
+            f"{'' if row['tta'] == 'none' else 'tta=' + row['tta']:<17}"
             f"{row['median_ms']:8.1f} ms  p90 {row['p90_ms']:8.1f}  {row['images_per_s']:6.1f} img/s  "
             f"x{speedup or 0:4.1f}  {100 * row['fraction_of_peak']:5.1f}% peak  "
             f"{row['peak_rss_mb']:6.0f} MB"

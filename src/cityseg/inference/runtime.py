@@ -345,6 +345,20 @@ class Predictor:
         assert total is not None  # scales and flips are never empty
         return total / (len(scales) * len(flips))
 
+    def passes_per_frame(self) -> int:
+        """Model inputs one frame costs under the current `tta`: 1 without, 10 for the default
+        `hflip_scales` ((1 + 4 tiles) x 2 flips)."""
+        width, height = self.input_size
+        scales = self.scales if "scales" in self.tta else (1.0,)
+        tiles = sum(
+            1
+            if scale <= 1
+            else len(_windows(max(1, round(height * scale)), height))
+            * len(_windows(max(1, round(width * scale)), width))
+            for scale in scales
+        )
+        return tiles * (2 if "hflip" in self.tta else 1)
+
     def _probabilities_at(self, batch: np.ndarray, scale: float) -> np.ndarray:
         """Softmax of `batch` zoomed by `scale`, brought back to the input size (bilinear)."""
         if scale == 1.0:
