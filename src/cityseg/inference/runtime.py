@@ -333,8 +333,7 @@ class Predictor:
     def predict_probabilities(self, batch: np.ndarray) -> np.ndarray:
         """Softmax `(B, H, W, 8)` for a batch at input_size, averaged over the `tta` views."""
         batch = np.asarray(batch, dtype=np.float32)
-        flips = (False, True) if "hflip" in self.tta else (False,)
-        scales = self.scales if "scales" in self.tta else (1.0,)
+        scales, flips = self._views()
         total: np.ndarray | None = None
         for scale in scales:
             for flip in flips:
@@ -348,16 +347,22 @@ class Predictor:
     def passes_per_frame(self) -> int:
         """Model inputs one frame costs under the current `tta`: 1 without, 10 for the default
         `hflip_scales` ((1 + 4 tiles) x 2 flips)."""
-        width, height = self.input_size
+        scales, flips = self._views()
+        return len(flips) * sum(len(self._zoom(scale)[2]) for scale in scales)
+
+    def _views(self) -> tuple[tuple[float, ...], tuple[bool, ...]]:
+        """The zoom factors and mirrorings (False: as it is) that `tta` averages over."""
         scales = self.scales if "scales" in self.tta else (1.0,)
-        tiles = sum(
-            1
-            if scale <= 1
-            else len(_windows(max(1, round(height * scale)), height))
-            * len(_windows(max(1, round(width * scale)), width))
-            for scale in scales
-        )
-        return tiles * (2 if "hflip" in self.tta else 1)
+        return scales, (False, True) if "hflip" in self.tta else (False,)
+
+    def _zoom(self, scale: float) -> tuple[int, int, list[tuple[int, int]]]:
+        """The zoomed frame's (width, height) and the (y, x) of each input-sized tile the model
+        sees of it: one at the top-left for a zoom of at most 1 (the frame fits the input)."""
+        width, height = self.input_size
+        zw, zh = max(1, round(width * scale)), max(1, round(height * scale))
+        if scale <= 1:
+            return zw, zh, [(0, 0)]
+        return zw, zh, [(y, x) for y in _windows(zh, height) for x in _windows(zw, width)]
 
     def _probabilities_at(self, batch: np.ndarray, scale: float) -> np.ndarray:
         """Softmax of `batch` zoomed by `scale`, brought back to the input size (bilinear)."""
@@ -366,7 +371,7 @@ class Predictor:
         import cv2
 
         width, height = self.input_size
-        zw, zh = max(1, round(width * scale)), max(1, round(height * scale))
+        zw, zh, tiles = self._zoom(scale)
         shrink = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         zoomed = np.stack([cv2.resize(x, (zw, zh), interpolation=shrink) for x in batch])
         if scale < 1:  # on a zero canvas (the letterbox's fill), top-left
@@ -374,7 +379,6 @@ class Predictor:
             canvas[:, :zh, :zw] = zoomed
             probs = _softmax(self.predict_logits(canvas))[:, :zh, :zw]
         else:  # overlapping input-sized tiles, averaged where they overlap
-            tiles = [(y, x) for y in _windows(zh, height) for x in _windows(zw, width)]
             crops = np.stack([z[y : y + height, x : x + width] for z in zoomed for y, x in tiles])
             step = len(batch)  # tiles go through the model a batch at a time: memory stays bounded
             out = np.concatenate(
