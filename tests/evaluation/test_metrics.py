@@ -267,3 +267,17 @@ def test_keras_mean_iou_leaves_absent_classes_out(present: list[int]) -> None:
 
 def test_keras_mean_iou_passes_base_arguments_on() -> None:
     assert metrics.MeanIoU(dtype="float64").dtype == "float64"
+
+
+def test_scores_are_saved_and_read_under_one_name_per_tta(tmp_path) -> None:
+    import json
+
+    from cityseg.evaluation.evaluate import saved_category_iou, scores_name
+
+    assert scores_name("test") == "test" and scores_name("val", "none") == "val"
+    assert scores_name("test", "hflip_scales") == "test_tta_hflip_scales"
+    (tmp_path / "eval_test_tta_hflip.json").write_text(json.dumps({"category_iou": 0.681}))
+    assert saved_category_iou(tmp_path, "test", "hflip") == 0.681
+    assert saved_category_iou(tmp_path, "test") is None  # the plain score was not written
+    (tmp_path / "eval_val.json").write_text(json.dumps({"miou": 0.5}))
+    assert saved_category_iou(tmp_path, "val") is None  # no category IoU in it

@@ -208,8 +208,7 @@ def evaluate(
             if "scales" in tta:
                 result["tta_scales"] = list(predictor.scales)
             out = out or (run if run.is_dir() else run.parent)
-            if tta != "none":  # eval_<split>.json stays the plain model's score
-                split = f"{split}_tta_{tta}"
+            split = ev.scores_name(split, tta)  # eval_<split>.json stays the plain model's
         elif predictions is not None:
             result = ev.evaluate_predictions(
                 predictions, samples, allow_extra=allow_extra, progress=not as_json

@@ -335,6 +335,21 @@ def jsonable(value: Any) -> Any:
     return value
 
 
+def scores_name(split: str, tta: str = "none") -> str:
+    """The name a split's scores go under (`eval_<name>.json`, `plots/*_<name>.png`): the split,
+    or `<split>_tta_<mode>` with test-time augmentation, so the plain score is never replaced."""
+    return split if tta == "none" else f"{split}_tta_{tta}"
+
+
+def saved_category_iou(folder: str | Path, split: str, tta: str = "none") -> float | None:
+    """The category IoU that `write_outputs` recorded in `folder`; None where none was."""
+    path = Path(folder) / f"eval_{scores_name(split, tta)}.json"
+    if not path.is_file():
+        return None
+    value = json.loads(path.read_text()).get("category_iou")
+    return None if value is None else float(value)
+
+
 def write_outputs(result: dict[str, Any], run_dir: str | Path, split: str) -> list[Path]:
     """Write `eval_<split>.json` and the figures (`plots/*_<split>.png`) into `run_dir`."""
     from cityseg.evaluation import plots

@@ -8,7 +8,6 @@ example figure is predicted by the recorded models on the recorded test drive.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Sequence
@@ -249,22 +248,19 @@ def section_recipes(
             f"Best {kind} recipe: `{best.name}`, test category IoU {_test(best):.3f}, "
             f"{verdict} the {kind} target of {target:.2f} (issue #12)."
         )
-        zoomed = [r for r in runs if not math.isnan(_tta(r, "hflip_scales"))]
+        zoomed = {r.name: _tta(r, "hflip_scales") for r in runs}
+        zoomed = {name: score for name, score in zoomed.items() if not math.isnan(score)}
         if zoomed:  # test-time augmentation is an inference choice: reported beside, not instead
-            top = max(zoomed, key=lambda r: _tta(r, "hflip_scales"))
-            line += (
-                f" With flip and zoom at test time, the best is `{top.name}` at "
-                f"{_tta(top, 'hflip_scales'):.3f}."
-            )
+            top = max(zoomed, key=zoomed.__getitem__)
+            line += f" With flip and zoom at test time, the best is `{top}` at {zoomed[top]:.3f}."
         note.add(line)
 
 
 def _tta(run: RunInfo, mode: str) -> float:
     """Test category IoU with test-time augmentation `mode`, where it was scored."""
-    path = run.run_dir / f"eval_test_tta_{mode}.json"
-    if not path.is_file():
-        return math.nan
-    return num(json.loads(path.read_text()).get("category_iou"))
+    from cityseg.evaluation.evaluate import saved_category_iou
+
+    return num(saved_category_iou(run.run_dir, "test", mode))
 
 
 def epochs_text(run: RunInfo) -> str:

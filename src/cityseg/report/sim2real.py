@@ -1,7 +1,8 @@
 """The note's sim-to-real section, from the `sim2real.json` records of `cityseg experiments sim2real`.
 
-Self-contained: it reads only `runs/sim2real/*/sim2real.json` (and their figures) and the synth
-benchmark, so that it can sit beside the other sections without sharing their state.
+Self-contained: it reads only `runs/sim2real/*/sim2real.json` (and their figures), the scores
+with test-time augmentation in `runs/sim2real/*/real_tta/` and the synth benchmark, so that it
+can sit beside the other sections without sharing their state.
 """
 
 from __future__ import annotations
@@ -199,14 +200,16 @@ def _tta_line(records: list[dict[str, Any]], runs_dir: Path) -> str:
     --data REAL --split test --tta MODE --out RUN/real_tta` writes; an inference choice, so it
     is reported apart from the table (which holds each model's own score).
     """
+    from cityseg.evaluation.evaluate import saved_category_iou
+
     items = []
     for record in records:
-        scores = []
-        for mode in ("hflip", "hflip_scales"):
-            path = runs_dir / record["name"] / "real_tta" / f"eval_test_tta_{mode}.json"
-            if path.is_file():
-                data = json.loads(path.read_text())
-                scores.append(f"{mode} {_f(data.get('category_iou'))}")
+        folder = runs_dir / record["name"] / "real_tta"
+        scores = [
+            f"{mode} {_f(score)}"
+            for mode in ("hflip", "hflip_scales")
+            if (score := saved_category_iou(folder, "test", mode)) is not None
+        ]
         if scores:
             plain = _f(record["real"]["category_iou"])
             items.append(f"`{record['name']}` {plain} -> " + ", ".join(scores))
