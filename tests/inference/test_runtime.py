@@ -13,6 +13,7 @@ import pytest
 from cityseg.data.labels import NUM_CLASSES, PALETTE, colorize
 from cityseg.inference.runtime import (
     TTA_SCALES,
+    Backend,
     Predictor,
     RuntimeLoadError,
     best_runtime,
@@ -94,12 +95,7 @@ def test_predict_other_size_and_aspect_returns_original_size(predictor: Predicto
 def test_letterbox_not_squash() -> None:
     # A square frame must reach the model as a centred 16x16 picture padded with zeros,
     # never stretched to 32x16; a spy back end sees exactly what the model would.
-    seen: list[np.ndarray] = []
-
-    def spy(batch: np.ndarray) -> np.ndarray:
-        seen.append(batch)
-        return np.zeros((*batch.shape[:3], NUM_CLASSES), np.float32)
-
+    seen, spy = _spy(lambda batch: np.zeros((*batch.shape[:3], NUM_CLASSES), np.float32))
     predictor = Predictor(spy, name="spy", runtime="keras", input_size=SIZE)
     image = np.full((40, 40, 3), 200, np.uint8)
     mask = predictor.predict(image)
@@ -137,13 +133,19 @@ def _lopsided(batch: np.ndarray) -> np.ndarray:
     return logits
 
 
-def test_hflip_tta_averages_the_mirrored_view() -> None:
+def _spy(answer: Backend = _lopsided) -> tuple[list[np.ndarray], Backend]:
+    """A back end answering like `answer` that keeps a copy of every batch it is given."""
     seen: list[np.ndarray] = []
 
     def spy(batch: np.ndarray) -> np.ndarray:
         seen.append(batch.copy())
-        return _lopsided(batch)
+        return answer(batch)
 
+    return seen, spy
+
+
+def test_hflip_tta_averages_the_mirrored_view() -> None:
+    seen, spy = _spy()
     predictor = Predictor(spy, name="spy", runtime="keras", input_size=SIZE, tta="hflip")
     image = np.zeros((SIZE[1], SIZE[0], 3), np.uint8)
     image[:, : SIZE[0] // 4, 0] = 255  # a red band on the left only: not symmetric
@@ -198,12 +200,7 @@ def test_scales_tta_tiles_the_zoomed_frame_at_the_model_input() -> None:
     """At 1.5x a 32x16 input becomes 48x24, seen as four overlapping 32x16 tiles."""
     import cv2
 
-    seen: list[np.ndarray] = []
-
-    def spy(batch: np.ndarray) -> np.ndarray:
-        seen.append(batch.copy())
-        return _lopsided(batch)
-
+    seen, spy = _spy()
     predictor = Predictor(spy, name="spy", runtime="keras", input_size=SIZE, tta="scales")
     rng = np.random.default_rng(0)
     batch = rng.integers(0, 256, (2, SIZE[1], SIZE[0], 3)).astype(np.float32)
@@ -225,16 +222,11 @@ def test_scales_tta_tiles_the_zoomed_frame_at_the_model_input() -> None:
      ("hflip_scales", (1.0, 1.5), 10), ("scales", (0.5, 1.0, 2.0), 11)],
 )  # fmt: skip
 def test_passes_per_frame_counts_what_the_model_sees(mode, scales, passes) -> None:
-    seen: list[int] = []
-
-    def spy(batch: np.ndarray) -> np.ndarray:
-        seen.append(len(batch))
-        return _lopsided(batch)
-
+    seen, spy = _spy()
     predictor = Predictor(spy, name="s", runtime="keras", input_size=SIZE, tta=mode, scales=scales)
     assert predictor.passes_per_frame() == passes
     predictor.predict(np.zeros((SIZE[1], SIZE[0], 3), np.uint8))
-    assert sum(seen) == passes  # one frame: every model input it cost
+    assert sum(len(b) for b in seen) == passes  # one frame: every model input it cost
 
 
 def test_scales_tta_agrees_with_the_plain_model_where_views_agree() -> None:
@@ -259,15 +251,14 @@ def test_scales_tta_agrees_with_the_plain_model_where_views_agree() -> None:
 
 def test_scales_tta_below_one_pads_like_the_letterbox() -> None:
     """At 0.5x the model sees the shrunk frame top-left on a zero canvas; only that is kept."""
-    seen: list[np.ndarray] = []
 
-    def spy(batch: np.ndarray) -> np.ndarray:
-        seen.append(batch.copy())
+    def red(batch: np.ndarray) -> np.ndarray:
         logits = np.zeros((*batch.shape[:3], NUM_CLASSES), np.float32)
         logits[..., 1] = (batch[..., 0] > 128) * 2.0  # red
         logits[..., 2] = (batch[..., 0] <= 128) * 2.0  # the zero padding, if it leaked
         return logits
 
+    seen, spy = _spy(red)
     predictor = Predictor(
         spy, name="s", runtime="keras", input_size=SIZE, tta="scales", scales=(0.5,)
     )
