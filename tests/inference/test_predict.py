@@ -155,6 +155,47 @@ def test_scales_tta_is_recorded_and_bad_scales_are_named(
         assert refused.exit_code != 0 and says in refused.output, refused.output
 
 
+def test_an_ensemble_of_runs_scores_like_its_predictions(
+    run_dir: Path, synth_root: Path, manifest: Path, tmp_path: Path
+) -> None:
+    """Repeated --run: predict and evaluate use the same mean-softmax ensemble."""
+    import keras
+
+    from cityseg.models.registry import create_model
+
+    keras.utils.set_random_seed(1)
+    other = tmp_path / "other"
+    other.mkdir()
+    create_model("unet_mini", input_size=(64, 32)).save(other / "model.keras")
+    runs = ["--run", str(run_dir), "--run", str(other)]
+    out = tmp_path / "pred"
+    source = synth_root / "leftImg8bit" / "val"
+    made = runner.invoke(app, ["predict", *runs, "--input", str(source), "--out", str(out)])
+    assert made.exit_code == 0, made.output
+    common = ["--manifest", str(manifest), "--split", "test", "--json"]
+    no_out = runner.invoke(app, ["evaluate", *runs, *common])
+    assert no_out.exit_code != 0 and "give --out" in no_out.output
+    scored = tmp_path / "ensemble"
+    by_model = runner.invoke(app, ["evaluate", *runs, *common, "--out", str(scored)])
+    by_folder = runner.invoke(app, ["evaluate", "--predictions", str(out), *common])
+    assert by_model.exit_code == 0 and by_folder.exit_code == 0, by_model.output
+    model_scores = json.loads(by_model.stdout.strip().splitlines()[-1])
+    folder_scores = json.loads(by_folder.stdout.strip().splitlines()[-1])
+    assert model_scores["miou"] == pytest.approx(folder_scores["miou"], abs=1e-9)
+    saved = json.loads((scored / "eval_test.json").read_text())
+    assert saved["ensemble"] == [str(run_dir), str(other)]
+    alone = [
+        json.loads(r.stdout.strip().splitlines()[-1])["miou"]
+        for r in (runner.invoke(app, ["evaluate", "--run", str(p), *common]) for p in runs[1::2])
+    ]
+    assert model_scores["miou"] not in alone  # the two untrained models disagree: a real mean
+    wide = tmp_path / "wide"
+    wide.mkdir()
+    create_model("unet_mini", input_size=(32, 32)).save(wide / "model.keras")
+    refused = runner.invoke(app, ["evaluate", *runs, "--run", str(wide), *common, "--out", "x"])
+    assert refused.exit_code != 0 and "differ in input size" in refused.output
+
+
 def _copy_tree(synth_root: Path, target: Path) -> Path:
     import shutil
 

@@ -270,6 +270,49 @@ def test_scales_tta_below_one_pads_like_the_letterbox() -> None:
     assert (probs.argmax(-1) == 1).all()  # only the kept corner, all red, counts
 
 
+def _soft(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max(-1, keepdims=True))
+    return exp / exp.sum(-1, keepdims=True)
+
+
+def test_ensemble_averages_the_members_softmax(predictor: Predictor) -> None:
+    seen, spy = _spy()
+    lopsided = Predictor(spy, name="lopsided", runtime="onnx", input_size=SIZE)
+    ensemble = Predictor.ensemble([predictor, lopsided])
+    assert ensemble.name == "palette_run+lopsided" and ensemble.runtime == "mixed"
+    assert ensemble.input_size == SIZE and ensemble.metrics == {}
+    assert ensemble.meta["members"] == [str(predictor.source), "lopsided"]
+    batch = colorize(_blocks(SIZE[1], SIZE[0], seed=3))[None].astype(np.float32)
+    mean = (_soft(predictor.predict_logits(batch)) + _soft(_lopsided(batch))) / 2
+    # Its logits are the log of the mean softmax: the softmax gives the mean back exactly.
+    np.testing.assert_allclose(ensemble.predict_probabilities(batch), mean, rtol=1e-4, atol=1e-6)
+    mask = ensemble.predict(batch[0].astype(np.uint8))
+    np.testing.assert_array_equal(mask, mean[0].argmax(-1))
+    # Each member sees each batch once, and TTA views go through all of them alike.
+    assert len(seen) == 2
+    ensemble.tta = "hflip"
+    flipped = ensemble.predict_probabilities(batch)
+    mirrored = (
+        _soft(predictor.predict_logits(batch[:, :, ::-1])) + _soft(_lopsided(batch[:, :, ::-1]))
+    ) / 2
+    np.testing.assert_allclose(flipped, (mean + mirrored[:, :, ::-1]) / 2, rtol=1e-4, atol=1e-6)
+
+
+def test_ensemble_of_one_model_equals_the_model(predictor: Predictor) -> None:
+    twice = Predictor.ensemble([predictor, predictor])
+    for seed in range(3):
+        image = colorize(_blocks(48, 64, seed=seed))
+        np.testing.assert_array_equal(twice.predict(image), predictor.predict(image))
+
+
+def test_ensemble_members_are_checked(predictor: Predictor) -> None:
+    with pytest.raises(ValueError, match="at least 2 models, got 1"):
+        Predictor.ensemble([predictor])
+    other = Predictor(_lopsided, name="wide", runtime="keras", input_size=(64, 16))
+    with pytest.raises(ValueError, match=r"differ in input size .*wide: \(64, 16\)"):
+        Predictor.ensemble([predictor, other])
+
+
 def test_keras_backend_outside_tensorflow_calls_the_compiled_predict(monkeypatch) -> None:
     """Under KERAS_BACKEND=jax or torch there is no `tf.function`: `predict_on_batch` instead."""
     import keras

@@ -156,8 +156,12 @@ def _samples(
 
 
 def evaluate(
-    run: Path | None = typer.Option(
-        None, "--run", help="Run folder or exported .onnx/.tflite to score."
+    runs: list[Path] | None = typer.Option(
+        None,
+        "--run",
+        metavar="PATH",
+        help="Run folder or exported .onnx/.tflite to score; repeat it to score an ensemble "
+        "(the mean softmax of the models).",
     ),
     predictions: Path | None = typer.Option(
         None,
@@ -190,23 +194,25 @@ def evaluate(
     """Score a model (or a folder of predictions) on a whole split at the original resolution."""
     from cityseg.evaluation import evaluate as ev
 
-    if (run is None) == (predictions is None):
+    runs = runs or []
+    if bool(runs) == (predictions is not None):
         _fail("give exactly one of --run or --predictions")
-    if tta != "none" and run is None:
+    if tta != "none" and not runs:
         _fail("--tta needs --run: a folder of predictions is scored as it is")
+    if len(runs) > 1 and out is None:
+        _fail("an ensemble of runs has no run folder of its own: give --out")
+    run = runs[0] if runs else None
     split, samples = _samples(data, manifest, split, run, predictions)
     split = split.replace(" ", "_")
     try:
         if run is not None:
-            from cityseg.inference.runtime import Predictor
-
-            predictor = Predictor.load(run, runtime)
-            predictor.tta = tta
-            predictor.scales = _scales(tta_scales)
+            predictor = _predictor(runs, runtime, tta, tta_scales)
             result = ev.evaluate(predictor, samples, progress=not as_json)
             result["tta"] = tta
             if "scales" in tta:
                 result["tta_scales"] = list(predictor.scales)
+            if len(runs) > 1:
+                result["ensemble"] = predictor.meta["members"]
             out = out or (run if run.is_dir() else run.parent)
             split = ev.scores_name(split, tta)  # eval_<split>.json stays the plain model's
         elif predictions is not None:
@@ -223,6 +229,17 @@ def evaluate(
         typer.echo(json.dumps(clean))
         return
     _print_table(clean, split)
+
+
+def _predictor(runs: list[Path], runtime: str, tta: str, tta_scales: str) -> Any:
+    """The `Predictor` of `evaluate` and `predict`: one run, or the ensemble of several."""
+    from cityseg.inference.runtime import Predictor
+
+    members = [Predictor.load(run, runtime) for run in runs]
+    predictor = members[0] if len(members) == 1 else Predictor.ensemble(members)
+    predictor.tta = tta
+    predictor.scales = _scales(tta_scales)
+    return predictor
 
 
 def _scales(text: str) -> tuple[float, ...]:
@@ -290,7 +307,12 @@ def render(image: Any, categories: Any, fmt: str) -> Any:
 
 
 def predict(
-    run: Path = typer.Option(..., "--run", help="Run folder or exported .onnx/.tflite model."),
+    runs: list[Path] = typer.Option(
+        ...,
+        "--run",
+        metavar="PATH",
+        help="Run folder or exported .onnx/.tflite model; repeat it for an ensemble.",
+    ),
     input_path: Path = typer.Option(
         ..., "--input", help="An image file or a folder of images (searched recursively)."
     ),
@@ -309,15 +331,12 @@ def predict(
     from PIL import Image
 
     from cityseg.data.cityscapes import read_image
-    from cityseg.inference.runtime import Predictor
 
     if fmt not in FORMATS:
         _fail(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     items = _inputs(input_path)
     try:
-        predictor = Predictor.load(run, runtime)
-        predictor.tta = tta
-        predictor.scales = _scales(tta_scales)
+        predictor = _predictor(runs, runtime, tta, tta_scales)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
     failed: list[str] = []

@@ -174,6 +174,27 @@ class LiteRTBackend:
         return np.stack([self._one(x) for x in batch]).astype(np.float32)
 
 
+class EnsembleBackend:
+    """Several models as one: the mean of their softmax, returned as its logarithm.
+
+    The log of a probability is a valid logit (its softmax is the probability itself), so
+    the `Predictor` around it needs no change: argmax, TTA and pseudo-labels all see the
+    ensemble's mean probabilities. Members must share the input size.
+    """
+
+    def __init__(self, members: Sequence[Backend]) -> None:
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 models, got {len(members)}")
+        self.members = list(members)
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        total = _softmax(self.members[0](batch))
+        for member in self.members[1:]:
+            total += _softmax(member(batch))
+        total /= len(self.members)
+        return np.log(np.maximum(total, np.finfo(np.float32).tiny))
+
+
 # --------------------------------------------------------------------------- predictor
 
 
@@ -269,6 +290,29 @@ class Predictor:
         if kind == "keras":
             return cls._load_keras(path, run_dir=path.parent)
         return cls._load_exported(path, kind)
+
+    @classmethod
+    def ensemble(cls, members: Sequence[Predictor]) -> Predictor:
+        """One predictor averaging the softmax of `members` (each loaded with `load`).
+
+        Members must share the input size, so each frame is letterboxed once for all.
+        """
+        if len(members) < 2:
+            raise ValueError(f"an ensemble needs at least 2 models, got {len(members)}")
+        sizes = {m.input_size for m in members}
+        if len(sizes) > 1:
+            listed = ", ".join(f"{m.source or m.name}: {m.input_size}" for m in members)
+            raise ValueError(f"ensemble members differ in input size ({listed})")
+        runtimes = {m.runtime for m in members}
+        return cls(
+            EnsembleBackend([m.backend for m in members]),
+            name="+".join(m.name for m in members),
+            runtime=runtimes.pop() if len(runtimes) == 1 else "mixed",
+            input_size=members[0].input_size,
+            meta={"members": [str(m.source or m.name) for m in members]},
+            tta=members[0].tta,
+            scales=members[0].scales,
+        )
 
     @classmethod
     def _load_keras(cls, model_path: Path, *, run_dir: Path) -> Predictor:
