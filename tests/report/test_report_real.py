@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from cityseg.report.note import Note
-from cityseg.report.real import EVAL_CATEGORIES, section_real
+from cityseg.report.real import EVAL_CATEGORIES, section_ensembles, section_real
 from cityseg.report.runs import DASH
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
@@ -122,6 +122,40 @@ def test_section_compares_scratch_and_pretrained_on_the_test_drive(tmp_path: Pat
     for figure in ("real_per_category.png", "real_curves.png", "real_examples.png"):
         assert (tmp_path / "docs" / "figures" / figure).is_file(), figure
         assert f"figures/{figure}" in text
+
+
+def _scores(folder: Path, name: str, value: float, members: list[str]) -> None:
+    per = {c: round(value + 0.01 * i, 4) for i, c in enumerate(EVAL_CATEGORIES)}
+    record = {"category_iou": value, "per_category_iou_official": per, "ensemble": members}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"eval_{name}.json").write_text(json.dumps(record))
+
+
+def test_ensembles_are_tabled_and_the_one_kept_is_chosen_on_validation(tmp_path: Path) -> None:
+    folder = tmp_path / "ensembles"
+    two, four = ["runs/recipes/a", "runs/recipes/b"], [f"runs/recipes/{m}" for m in "abcd"]
+    _scores(folder / "two", "val", 0.648, two)
+    _scores(folder / "two", "test", 0.731, two)  # the better test score must not choose it
+    _scores(folder / "four", "val", 0.652, four)
+    _scores(folder / "four", "test", 0.701, four)
+    _scores(folder / "four", "test_tta_hflip_scales", 0.712, four)
+    (folder / "empty").mkdir()  # no scores: no row
+    note = Note(tmp_path / "note.md")
+    section_ensembles(note, folder)
+    text = note.text()
+    assert "### Ensembles" in text and "`empty`" not in text
+    assert (
+        f"| `four` | `a`, `b`, `c`, `d` | 0.652 | {DASH} | **0.701** | 0.712 | 0.701 | 0.711 |"
+        in text
+    )
+    assert (
+        "Chosen on the validation drive: `four` (4 models, val 0.652); test category IoU 0.701, "
+        "misses the pretrained target of 0.72 (issue #12). With flip and zoom at test time: "
+        "0.712." in text
+    )
+    empty = Note(tmp_path / "none.md")
+    section_ensembles(empty, tmp_path / "nothing")
+    assert empty.text().strip() == ""
 
 
 def test_no_camvid_runs_no_section(tmp_path: Path) -> None:

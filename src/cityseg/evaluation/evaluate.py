@@ -341,12 +341,18 @@ def scores_name(split: str, tta: str = "none") -> str:
     return split if tta == "none" else f"{split}_tta_{tta}"
 
 
-def saved_category_iou(folder: str | Path, split: str, tta: str = "none") -> float | None:
-    """The category IoU that `write_outputs` recorded in `folder`; None where none was."""
+def read_scores(folder: str | Path, split: str, tta: str = "none") -> dict[str, Any] | None:
+    """The scores that `write_outputs` recorded in `folder`; None where none were."""
     path = Path(folder) / f"eval_{scores_name(split, tta)}.json"
     if not path.is_file():
         return None
-    value = json.loads(path.read_text()).get("category_iou")
+    scores: dict[str, Any] = json.loads(path.read_text())
+    return scores
+
+
+def saved_category_iou(folder: str | Path, split: str, tta: str = "none") -> float | None:
+    """The category IoU that `write_outputs` recorded in `folder`; None where none was."""
+    value = (read_scores(folder, split, tta) or {}).get("category_iou")
     return None if value is None else float(value)
 
 

@@ -28,6 +28,7 @@ EVAL_CATEGORIES = ("flat", "construction", "object", "nature", "sky", "human", "
 TARGET_PRETRAINED = 0.72
 TARGET_SCRATCH = 0.65
 RECIPES = "recipes"  # folder of single recipe runs beside the suites
+ENSEMBLES = "ensembles"  # folder of `cityseg evaluate --run A --run B ... --out` scores
 
 
 def pretrained(run: RunInfo) -> bool:
@@ -155,6 +156,7 @@ def section_real(note: Note, runs_dir: Path) -> None:
     note.figure(examples, "Test-drive photographs: photo | each model's prediction | truth.")
     note.add(gaps(runs))
     section_recipes(note, runs_dir, by_suite.get(RECIPES, []), drives)
+    section_ensembles(note, runs_dir / ENSEMBLES)
 
 
 def _trained_on(run: RunInfo, drives: dict[str, str]) -> str:
@@ -253,6 +255,76 @@ def section_recipes(
         if zoomed:  # test-time augmentation is an inference choice: reported beside, not instead
             top = max(zoomed, key=zoomed.__getitem__)
             line += f" With flip and zoom at test time, the best is `{top}` at {zoomed[top]:.3f}."
+        note.add(line)
+
+
+def section_ensembles(note: Note, folder: Path) -> None:
+    """Ensembles of recorded runs, each folder the `--out` of `cityseg evaluate` with repeated
+    `--run`: the mean softmax of its members. The one the note stands by is chosen on the
+    validation drive (plain scores), never on test."""
+    from cityseg.evaluation.evaluate import read_scores
+
+    found = []
+    for path in sorted(p for p in folder.glob("*") if p.is_dir()) if folder.is_dir() else []:
+        scores = {
+            key: read_scores(path, split, mode) or {}
+            for split in ("val", "test")
+            for mode, key in (("none", split), ("hflip_scales", f"{split}_tta"))
+        }
+        members = next((s["ensemble"] for s in scores.values() if s and "ensemble" in s), None)
+        if members:
+            found.append((path.name, members, scores))
+    if not found:
+        return
+    rows = []
+    for name, members, scores in found:
+        test = scores["test"]
+        per = test.get("per_category_iou_official") or {}
+        rows.append(
+            [
+                f"`{name}`",
+                ", ".join(f"`{Path(m).name}`" for m in members),
+                *(fmt(scores[k].get("category_iou")) for k in ("val", "val_tta")),
+                f"**{fmt(test.get('category_iou'))}**",
+                fmt(scores["test_tta"].get("category_iou")),
+                *(fmt(per.get(c)) for c in EVAL_CATEGORIES),
+            ]
+        )
+    note.add(
+        "### Ensembles: the mean softmax of several recorded runs",
+        "Each row is `cityseg evaluate --run A --run B ... --split val|test --out "
+        f"{folder}/NAME` (add `--tta hflip_scales` for the flip + zoom columns): every member "
+        "segments the same letterboxed frame, and the mean of their softmax is the answer. "
+        "It costs the sum of its members' time (a model pass each); the members must share "
+        "their input size.",
+        table(
+            [
+                "ensemble",
+                "members",
+                "val category IoU",
+                "val, hflip + zoom 1.5",
+                "test category IoU",
+                "test, hflip + zoom 1.5",
+                *EVAL_CATEGORIES,
+            ],
+            rows,
+        ),
+    )
+    scored = [e for e in found if e[2]["val"] and e[2]["test"]]
+    if scored:
+        name, members, scores = max(scored, key=lambda e: num(e[2]["val"].get("category_iou")))
+        chosen = num(scores["test"].get("category_iou"))
+        verdict = "meets" if chosen >= TARGET_PRETRAINED else "misses"
+        line = (
+            f"Chosen on the validation drive: `{name}` ({len(members)} models, val "
+            f"{num(scores['val'].get('category_iou')):.3f}); test category IoU {chosen:.3f}, "
+            f"{verdict} the pretrained target of {TARGET_PRETRAINED:.2f} (issue #12)."
+        )
+        if scores["test_tta"]:
+            line += (
+                " With flip and zoom at test time: "
+                f"{num(scores['test_tta'].get('category_iou')):.3f}."
+            )
         note.add(line)
 
 
