@@ -231,6 +231,51 @@ def evaluate(
     _print_table(clean, split)
 
 
+def select_ensemble(
+    runs: list[Path] = typer.Option(
+        ..., "--run", metavar="PATH", help="A candidate run folder or export; repeat it."
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset root (its split.json names the sets); default: the run's."
+    ),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="Split manifest (default <data>/split.json)."
+    ),
+    split: str = typer.Option("val", "--split", help="The set to choose on: val (never test)."),
+    runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
+    max_members: int | None = typer.Option(None, "--max-members", min=1, help="At most this many."),
+    out: Path | None = typer.Option(
+        None, "--out", help="Folder for selection.json (each step's members and score)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
+) -> None:
+    """Choose an ensemble's members on validation: greedy forward selection (Caruana, 2004)."""
+    from cityseg.evaluation.ensemble import select_ensemble as select
+
+    if split == "test":
+        _fail("choose an ensemble on val: a mixture chosen on test reports a score chosen for it")
+    split, samples = _samples(data, manifest, split, runs[0])
+    try:
+        candidates = [_predictor([run], runtime, "none", DEFAULT_TTA_SCALES) for run in runs]
+        result = select(candidates, samples, max_members=max_members, progress=not as_json)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    result["split"] = split
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "selection.json").write_text(json.dumps(result, indent=2) + "\n")
+        log.info("wrote %s", out / "selection.json")
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for candidate in result["candidates"]:
+        typer.echo(f"candidate {candidate['name']}: {candidate['category_iou']:.4f}")
+    for step in result["steps"]:
+        typer.echo(f"+ {step['added']}: {step['category_iou']:.4f} ({len(step['members'])} models)")
+    runs_text = " ".join(f"--run {m}" for m in result["members"])
+    typer.echo(f"score it: cityseg evaluate {runs_text} --split test --out DIR")
+
+
 def _predictor(runs: list[Path], runtime: str, tta: str, tta_scales: str) -> Any:
     """The `Predictor` of `evaluate` and `predict`: one run, or the ensemble of several."""
     from cityseg.inference.runtime import Predictor
@@ -369,3 +414,4 @@ def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Ty
     app.command()(train)
     app.command()(evaluate)
     app.command()(predict)
+    app.command("select-ensemble")(select_ensemble)

@@ -452,7 +452,7 @@ class Predictor:
         out: list[np.ndarray] = []
         pending: list[tuple[np.ndarray, Any, tuple[int, int]]] = []
         for image in images:
-            pending.append(self._prepare(image))
+            pending.append(self.prepare(image))
             if len(pending) == batch_size:
                 out.extend(self._finish(pending))
                 pending = []
@@ -460,7 +460,9 @@ class Predictor:
             out.extend(self._finish(pending))
         return out
 
-    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, Any, tuple[int, int]]:
+    def prepare(self, image: np.ndarray) -> tuple[np.ndarray, Any, tuple[int, int]]:
+        """(canvas at the input size, letterbox box, the image's (width, height)): what the
+        model is given, and what `unletterbox` needs to bring its answer back."""
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ValueError(
