@@ -52,13 +52,14 @@ def select_ensemble(
     limit = len(predictors) if max_members is None else max_members
     if limit < 1:
         raise ValueError(f"max_members must be >= 1, got {max_members}")
+    names = [str(p.source or p.name) for p in predictors]  # run folders: unique where names are not
     truths = [_gt(s) for s in samples]
     placements: list[tuple[Any, tuple[int, int]]] = []
     probs: list[np.ndarray] = []  # one (N, H, W, 8) float16 per candidate
     for index, predictor in enumerate(predictors):
         frames = []
         chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
-        for chunk in _progress(chunks, f"softmax of {predictor.name}", progress):
+        for chunk in _progress(chunks, f"softmax of {names[index]}", progress):
             canvases, boxes = [], []
             for sample in chunk:
                 canvas, box, size = predictor.prepare(read_image(sample.image))
@@ -82,7 +83,6 @@ def select_ensemble(
             acc.add(sample, None, truth, labels.categories_to_label_ids(classes))
         return float(acc.result()["category_iou"])
 
-    names = [str(p.source or p.name) for p in predictors]  # run folders: unique where names are not
     singles = [score([i]) for i in range(len(predictors))]
     for name, value in zip(names, singles, strict=True):
         log.info("candidate %s: category IoU %.4f", name, value)
