@@ -140,6 +140,13 @@ def test_ensembles_are_tabled_and_the_one_kept_is_chosen_on_validation(tmp_path:
     _scores(folder / "four", "test", 0.701, four)
     _scores(folder / "four", "test_tta_hflip_scales", 0.712, four)
     (folder / "empty").mkdir()  # no scores: no row
+    steps = [
+        {"added": "runs/recipes/b", "members": ["runs/recipes/b"], "category_iou": 0.631},
+        {"added": "runs/recipes/d", "members": ["runs/recipes/b", "runs/recipes/d"],
+         "category_iou": 0.648},
+    ]  # fmt: skip
+    selection = {"split": "val", "candidates": [{}] * 5, "steps": steps}
+    (folder / "two" / "selection.json").write_text(json.dumps(selection))
     note = Note(tmp_path / "note.md")
     section_ensembles(note, folder)
     text = note.text()
@@ -153,6 +160,12 @@ def test_ensembles_are_tabled_and_the_one_kept_is_chosen_on_validation(tmp_path:
         "misses the pretrained target of 0.72 (issue #12). With flip and zoom at test time: "
         "0.712." in text
     )
+    assert (
+        "`two` was grown by greedy forward selection on the val set (`cityseg select-ensemble "
+        f"--run ... --out {folder / 'two'}`, 5 candidates;" in text
+    )
+    assert "stops when none does): +`b` 0.631 -> +`d` 0.648." in text
+    assert text.count("was grown by") == 1  # `four` has no selection record
     empty = Note(tmp_path / "none.md")
     section_ensembles(empty, tmp_path / "nothing")
     assert empty.text().strip() == ""

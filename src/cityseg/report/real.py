@@ -19,7 +19,7 @@ import numpy as np
 from cityseg.evaluation.plots import pyplot, save_figure
 from cityseg.report.figures import grouped_bars, learning_curves
 from cityseg.report.note import Note
-from cityseg.report.runs import DASH, RunInfo, collect_runs, fmt, num, table
+from cityseg.report.runs import DASH, RunInfo, collect_runs, fmt, num, read_json, table
 
 log = logging.getLogger(__name__)
 
@@ -310,6 +310,8 @@ def section_ensembles(note: Note, folder: Path) -> None:
             rows,
         ),
     )
+    for name, _, _ in found:
+        note.add(*_selection_line(folder / name))
     scored = [e for e in found if e[2]["val"] and e[2]["test"]]
     if scored:
         name, members, scores = max(scored, key=lambda e: num(e[2]["val"].get("category_iou")))
@@ -326,6 +328,22 @@ def section_ensembles(note: Note, folder: Path) -> None:
                 f"{num(scores['test_tta'].get('category_iou')):.3f}."
             )
         note.add(line)
+
+
+def _selection_line(folder: Path) -> list[str]:
+    """How `cityseg select-ensemble` grew the ensemble in `folder`, where it did."""
+    record = read_json(folder / "selection.json")
+    if not record:
+        return []
+    steps = " -> ".join(
+        f"+`{Path(step['added']).name}` {num(step['category_iou']):.3f}" for step in record["steps"]
+    )
+    return [
+        f"`{folder.name}` was grown by greedy forward selection on the {record.get('split', 'val')} "
+        f"set (`cityseg select-ensemble --run ... --out {folder}`, {len(record['candidates'])} "
+        f"candidates; each step adds the model that raises the mixture's category IoU most, "
+        f"and it stops when none does): {steps}."
+    ]
 
 
 def _tta(run: RunInfo, mode: str) -> float:
