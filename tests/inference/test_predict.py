@@ -184,11 +184,6 @@ def test_an_ensemble_of_runs_scores_like_its_predictions(
     assert model_scores["miou"] == pytest.approx(folder_scores["miou"], abs=1e-9)
     saved = json.loads((scored / "eval_test.json").read_text())
     assert saved["ensemble"] == [str(run_dir), str(other)]
-    alone = [
-        json.loads(r.stdout.strip().splitlines()[-1])["miou"]
-        for r in (runner.invoke(app, ["evaluate", "--run", str(p), *common]) for p in runs[1::2])
-    ]
-    assert model_scores["miou"] not in alone  # the two untrained models disagree: a real mean
     wide = tmp_path / "wide"
     wide.mkdir()
     create_model("unet_mini", input_size=(32, 32)).save(wide / "model.keras")
