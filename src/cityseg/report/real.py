@@ -266,10 +266,10 @@ def section_ensembles(note: Note, folder: Path) -> None:
 
     found = []
     for path in sorted(p for p in folder.glob("*") if p.is_dir()) if folder.is_dir() else []:
-        scores = {
-            key: read_scores(path, split, mode) or {}
-            for split in ("val", "test")
-            for mode, key in (("none", split), ("hflip_scales", f"{split}_tta"))
+        scores = {  # members are chosen on plain val scores; flip + zoom is scored on test
+            "val": read_scores(path, "val") or {},
+            "test": read_scores(path, "test") or {},
+            "test_tta": read_scores(path, "test", "hflip_scales") or {},
         }
         members = next((s["ensemble"] for s in scores.values() if s and "ensemble" in s), None)
         if members:
@@ -284,7 +284,7 @@ def section_ensembles(note: Note, folder: Path) -> None:
             [
                 f"`{name}`",
                 ", ".join(f"`{Path(m).name}`" for m in members),
-                *(fmt(scores[k].get("category_iou")) for k in ("val", "val_tta")),
+                fmt(scores["val"].get("category_iou")),
                 f"**{fmt(test.get('category_iou'))}**",
                 fmt(scores["test_tta"].get("category_iou")),
                 *(fmt(per.get(c)) for c in EVAL_CATEGORIES),
@@ -302,7 +302,6 @@ def section_ensembles(note: Note, folder: Path) -> None:
                 "ensemble",
                 "members",
                 "val category IoU",
-                "val, hflip + zoom 1.5",
                 "test category IoU",
                 "test, hflip + zoom 1.5",
                 *EVAL_CATEGORIES,
