@@ -24,6 +24,7 @@ from cityseg.data import labels
 from cityseg.data.cityscapes import Sample, read_image
 from cityseg.data.resize import unletterbox
 from cityseg.evaluation.evaluate import _Accumulator, _gt, _progress
+from cityseg.inference.runtime import shared_input_size
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,7 @@ def select_ensemble(
     """
     if not predictors:
         raise ValueError("no candidate models to choose from")
-    sizes = {p.input_size for p in predictors}
-    if len(sizes) > 1:
-        listed = ", ".join(f"{p.name}: {p.input_size}" for p in predictors)
-        raise ValueError(f"candidates differ in input size ({listed})")
+    shared_input_size(predictors, "candidates")
     limit = len(predictors) if max_members is None else max_members
     if limit < 1:
         raise ValueError(f"max_members must be >= 1, got {max_members}")

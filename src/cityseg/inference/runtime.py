@@ -299,10 +299,7 @@ class Predictor:
         """
         if len(members) < 2:
             raise ValueError(f"an ensemble needs at least 2 models, got {len(members)}")
-        sizes = {m.input_size for m in members}
-        if len(sizes) > 1:
-            listed = ", ".join(f"{m.source or m.name}: {m.input_size}" for m in members)
-            raise ValueError(f"ensemble members differ in input size ({listed})")
+        shared_input_size(members, "ensemble members")
         runtimes = {m.runtime for m in members}
         return cls(
             EnsembleBackend([m.backend for m in members]),
@@ -485,6 +482,16 @@ class Predictor:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def shared_input_size(predictors: Sequence[Predictor], what: str) -> tuple[int, int]:
+    """The input size all `predictors` share; a ValueError listing each one's where they differ
+    (`what` names them: "ensemble members", "candidates")."""
+    sizes = {p.input_size for p in predictors}
+    if len(sizes) != 1:
+        listed = ", ".join(f"{p.source or p.name}: {p.input_size}" for p in predictors)
+        raise ValueError(f"{what} differ in input size ({listed})")
+    return sizes.pop()
 
 
 def _windows(length: int, window: int) -> list[int]:
