@@ -205,6 +205,13 @@ def test_cli_labels_with_the_chosen_tta(synth_root: Path, tmp_path: Path) -> Non
     assert json.loads((out / "pseudo.json").read_text())["tta"] == "hflip_scales"
     frames = len(load_manifest(root / "split.json").train)
     assert f"{frames} frames of {root} (train) pseudo-labelled" in result.output
+    # an ensemble labels too, and its record names every member
+    both = tmp_path / "both"
+    twice = ["pseudo-label", "--run", str(run), *args[1:]]  # `--run RUN --run RUN ...`
+    result = CliRunner().invoke(app, [*twice, "--out", str(both)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((both / "pseudo.json").read_text())["model"] == f"{run} + {run}"
+    assert f"pseudo-labelled by {run} + {run}:" in result.output
     refused = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "x"), "--tta", "vflip"])
     assert refused.exit_code == 2 and "tta 'vflip' is not one of" in refused.output
     assert not (tmp_path / "x").exists()

@@ -88,7 +88,13 @@ def sim2real_report(
 
 
 def pseudo_label(
-    run: Path = typer.Option(..., "--run", help="Run folder (or model file) that labels."),
+    runs: list[Path] = typer.Option(
+        ...,
+        "--run",
+        metavar="PATH",
+        help="Run folder (or model file) that labels; repeat it to label with an ensemble "
+        "(the mean softmax of the models).",
+    ),
     data: Path = typer.Option(
         ..., "--data", help="Dataset root with a split.json whose frames get labelled."
     ),
@@ -109,11 +115,12 @@ def pseudo_label(
     ),
 ) -> None:
     """Pseudo-label unlabelled frames with a model, for self-training (labels never read)."""
+    from cityseg.cli.train import DEFAULT_TTA_SCALES, load_predictor
     from cityseg.data import split as split_mod
     from cityseg.data.cityscapes import DataError
     from cityseg.data.pseudo import pseudo_label as run_pseudo_label
     from cityseg.experiments.records import current_command
-    from cityseg.inference.runtime import Predictor, RuntimeLoadError
+    from cityseg.inference.runtime import RuntimeLoadError
 
     if frames not in ("train", "val"):
         typer.echo(
@@ -124,8 +131,7 @@ def pseudo_label(
         raise typer.Exit(2)
     try:
         manifest = split_mod.load_manifest(split_mod.default_manifest_path(data))
-        predictor = Predictor.load(run, runtime="keras")
-        predictor.tta = tta
+        predictor = load_predictor(runs, "keras", tta, DEFAULT_TTA_SCALES)
         result = run_pseudo_label(
             predictor,
             manifest.samples(frames),
@@ -139,7 +145,7 @@ def pseudo_label(
         typer.echo(f"cityseg pseudo-label: {err}", err=True)
         raise typer.Exit(2) from err
     typer.echo(
-        f"{result.frames} frames of {data} ({frames}) pseudo-labelled by {run}: "
+        f"{result.frames} frames of {data} ({frames}) pseudo-labelled by {' + '.join(map(str, runs))}: "
         f"{result.coverage:.1f} % of pixels labelled -> {result.root} (manifest {result.manifest})"
     )
     typer.echo("kept % of pixels: " + ", ".join(f"{k} {v:.1f}" for k, v in result.kept.items()))

@@ -206,7 +206,7 @@ def evaluate(
     split = split.replace(" ", "_")
     try:
         if run is not None:
-            predictor = _predictor(runs, runtime, tta, tta_scales)
+            predictor = load_predictor(runs, runtime, tta, tta_scales)
             result = ev.evaluate(predictor, samples, progress=not as_json)
             result["tta"] = tta
             if "scales" in tta:
@@ -256,7 +256,7 @@ def select_ensemble(
         _fail("choose an ensemble on val: a mixture chosen on test reports a score chosen for it")
     split, samples = _samples(data, manifest, split, runs[0])
     try:
-        candidates = [_predictor([run], runtime, "none", DEFAULT_TTA_SCALES) for run in runs]
+        candidates = [load_predictor([run], runtime, "none", DEFAULT_TTA_SCALES) for run in runs]
         result = select(candidates, samples, max_members=max_members, progress=not as_json)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
@@ -276,7 +276,7 @@ def select_ensemble(
     typer.echo(f"score it: cityseg evaluate {runs_text} --split test --out DIR")
 
 
-def _predictor(runs: list[Path], runtime: str, tta: str, tta_scales: str) -> Any:
+def load_predictor(runs: list[Path], runtime: str, tta: str, tta_scales: str) -> Any:
     """The `Predictor` of `evaluate` and `predict`: one run, or the ensemble of several."""
     from cityseg.inference.runtime import Predictor
 
@@ -381,7 +381,7 @@ def predict(
         _fail(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
     items = _inputs(input_path)
     try:
-        predictor = _predictor(runs, runtime, tta, tta_scales)
+        predictor = load_predictor(runs, runtime, tta, tta_scales)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
     failed: list[str] = []

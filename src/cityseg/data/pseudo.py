@@ -218,7 +218,9 @@ def pseudo_label(
         coverage=round(100.0 * (1 - counts[-1] / total), 2),
     )
     meta = {k: (str(v) if isinstance(v, Path) else v) for k, v in result.__dict__.items()}
-    meta |= {"keep": keep, "cap": cap, "labelled": str(labelled), "model": str(predictor.source)}
+    members = getattr(predictor, "meta", {}).get("members")  # an ensemble's runs
+    model = " + ".join(members or [str(predictor.source)])
+    meta |= {"keep": keep, "cap": cap, "labelled": str(labelled), "model": model}
     meta["tta"] = tta
     meta["command"] = command
     (out / "pseudo.json").write_text(json.dumps(meta, indent=2))
