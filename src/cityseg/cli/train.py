@@ -250,7 +250,7 @@ def select_ensemble(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
 ) -> None:
     """Choose an ensemble's members on validation: greedy forward selection (Caruana, 2004)."""
-    from cityseg.evaluation.ensemble import select_ensemble as select
+    from cityseg.inference.ensemble import select_ensemble as select
 
     if split == "test":
         _fail("choose an ensemble on val: a mixture chosen on test reports a score chosen for it")

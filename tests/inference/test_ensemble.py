@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
+import blocky
 import numpy as np
 import pytest
 from PIL import Image
@@ -13,11 +13,8 @@ from typer.testing import CliRunner
 
 from cityseg.data.cityscapes import Sample
 from cityseg.data.labels import NUM_CLASSES, PALETTE, categories_to_label_ids, colorize
-from cityseg.evaluation.ensemble import select_ensemble
+from cityseg.inference.ensemble import select_ensemble
 from cityseg.inference.runtime import Predictor
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "inference"))
-import blocky
 
 SIZE = (32, 16)  # (width, height): the frames are at the model input, no letterbox
 
