@@ -55,21 +55,17 @@ def select_ensemble(
         raise ValueError(f"max_members must be >= 1, got {max_members}")
     names = [str(p.source or p.name) for p in predictors]  # run folders: unique where names are not
     truths = [_gt(s) for s in samples]
-    placements: list[tuple[Any, tuple[int, int]]] = []
+    # one input size for all: each frame is read and letterboxed once, for every candidate
+    prepared = [predictors[0].prepare(read_image(s.image)) for s in samples]
+    canvases = np.stack([canvas for canvas, _, _ in prepared])
+    placements = [(box, size) for _, box, size in prepared]
+    starts = range(0, len(samples), batch_size)
     probs: list[np.ndarray] = []  # one (N, H, W, 8) float16 per candidate
-    for index, predictor in enumerate(predictors):
+    for name, predictor in zip(names, predictors, strict=True):
         frames = []
-        chunks = [samples[i : i + batch_size] for i in range(0, len(samples), batch_size)]
-        for chunk in _progress(chunks, f"softmax of {names[index]}", progress):
-            canvases, boxes = [], []
-            for sample in chunk:
-                canvas, box, size = predictor.prepare(read_image(sample.image))
-                canvases.append(canvas)
-                boxes.append((box, size))
-            batch = np.stack(canvases).astype(np.float32)
+        for i in _progress(starts, f"softmax of {name}", progress):
+            batch = canvases[i : i + batch_size].astype(np.float32)
             frames.append(predictor.predict_probabilities(batch).astype(np.float16))
-            if index == 0:
-                placements.extend(boxes)
         probs.append(np.concatenate(frames))
 
     def score(members: Sequence[int]) -> float:

@@ -295,17 +295,16 @@ class Predictor:
     def ensemble(cls, members: Sequence[Predictor]) -> Predictor:
         """One predictor averaging the softmax of `members` (each loaded with `load`).
 
-        Members must share the input size, so each frame is letterboxed once for all.
+        Members must share the input size, so each frame is letterboxed once for all; the
+        back end refuses fewer than 2.
         """
-        if len(members) < 2:
-            raise ValueError(f"an ensemble needs at least 2 models, got {len(members)}")
-        shared_input_size(members, "ensemble members")
+        backend = EnsembleBackend([m.backend for m in members])
         runtimes = {m.runtime for m in members}
         return cls(
-            EnsembleBackend([m.backend for m in members]),
+            backend,
             name="+".join(m.name for m in members),
             runtime=runtimes.pop() if len(runtimes) == 1 else "mixed",
-            input_size=members[0].input_size,
+            input_size=shared_input_size(members, "ensemble members"),
             meta={"members": [str(m.source or m.name) for m in members]},
             tta=members[0].tta,
             scales=members[0].scales,

@@ -265,13 +265,13 @@ def section_ensembles(note: Note, folder: Path) -> None:
     from cityseg.evaluation.evaluate import read_scores
 
     found = []
-    for path in sorted(p for p in folder.glob("*") if p.is_dir()) if folder.is_dir() else []:
+    for path in sorted(p for p in folder.glob("*") if p.is_dir()):  # none if no folder
         scores = {  # members are chosen on plain val scores; flip + zoom is scored on test
             "val": read_scores(path, "val") or {},
             "test": read_scores(path, "test") or {},
             "test_tta": read_scores(path, "test", "hflip_scales") or {},
         }
-        members = next((s["ensemble"] for s in scores.values() if s and "ensemble" in s), None)
+        members = next((s["ensemble"] for s in scores.values() if "ensemble" in s), None)
         if members:
             found.append((path.name, members, scores))
     if not found:
