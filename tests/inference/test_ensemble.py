@@ -152,3 +152,15 @@ def test_cli_writes_the_selection(synth_root: Path, tmp_path: Path) -> None:
     assert scored.exit_code == 0, scored.output
     value = json.loads(scored.stdout.strip().splitlines()[-1])["category_iou"]
     assert value == pytest.approx(saved["category_iou"], abs=2e-3)  # float16 kept softmax
+
+
+def test_cli_names_a_missing_candidate_and_writes_nothing(synth_root: Path, tmp_path: Path) -> None:
+    from cityseg.cli import app
+    from cityseg.data.split import make_split
+
+    manifest = make_split(synth_root).save(tmp_path / "split.json")
+    missing, out = tmp_path / "no_such_run", tmp_path / "chosen"
+    args = ["select-ensemble", "--run", str(missing), "--manifest", str(manifest)]
+    result = CliRunner().invoke(app, [*args, "--out", str(out)])
+    assert result.exit_code == 2 and f"model not found: {missing}" in result.output
+    assert not out.exists()
