@@ -274,6 +274,59 @@ def test_an_existing_run_is_not_overwritten(
         train(tiny_config(synth_root, manifest), trained_run, resume=True)
 
 
+@pytest.mark.slow
+def test_init_from_a_run_starts_from_its_weights_at_another_input_size(
+    trained_run: Path, synth_root: Path, manifest: Path, tmp_path: Path
+) -> None:
+    """Fine-tuning from a recorded run: the new run's first step sees exactly the saved
+    weights, although it trains at another input size (the models are fully convolutional)."""
+    import keras
+
+    from cityseg.inference.runtime import load_keras_model
+    from cityseg.training.train import train
+
+    saved = load_keras_model(trained_run / "model.keras").get_weights()
+    first: list[list[np.ndarray]] = []
+
+    class Spy(keras.callbacks.Callback):
+        def on_train_begin(self, logs: dict | None = None) -> None:
+            first.append(self.model.get_weights())
+
+    cfg = tiny_config(
+        synth_root, manifest, f"model.init_from={trained_run}", "data.size=96x48", "train.epochs=1"
+    )
+    run = train(cfg, tmp_path / "tuned", callbacks=[Spy()])
+    assert len(first[0]) == len(saved)
+    assert all(np.array_equal(a, b) for a, b in zip(first[0], saved, strict=True))
+    assert config_mod.load(run / "config.yaml").model.init_from == str(trained_run)
+
+
+@pytest.mark.slow
+def test_init_from_refuses_another_model_and_names_the_file(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    from cityseg.models.registry import create_model
+    from cityseg.training.train import TrainingError, init_weights
+
+    other = create_model("unet_mini", input_size=(64, 32), num_classes=8, filters=(8, 16, 32, 64))
+    with pytest.raises(TrainingError, match=r"model\.keras: weight .* has shape .*same"):
+        init_weights(other, trained_run / "model.keras")
+    shallower = create_model("unet_mini", input_size=(64, 32), num_classes=8, filters=(8, 16, 32))
+    with pytest.raises(TrainingError, match=r"weight tensors.*must be the same"):
+        init_weights(shallower, trained_run / "model.keras")
+
+
+def test_init_from_a_missing_run_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    from cityseg.training.train import TrainingError, train
+
+    cfg = tiny_config(
+        tmp_path / "no-data", tmp_path / "no-split.json", f"model.init_from={tmp_path / 'gone'}"
+    )
+    with pytest.raises(TrainingError, match=r"model\.init_from: .*gone: no such"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_steps_per_epoch_never_runs_out_of_data() -> None:
     import keras
 

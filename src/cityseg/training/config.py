@@ -46,6 +46,9 @@ class ModelConfig:
     name: str = "unet_mini"  # a name from cityseg.models.registry.list_models()
     encoder_weights: str | None = None  # "imagenet", None, or a path to a weights file
     freeze_epochs: int = 0  # keep the encoder frozen for this many first epochs
+    # A run folder (its model.keras) or a .keras file of the same model whose weights start
+    # this run, at any input size: fine-tuning on real photos after the synthetic cities.
+    init_from: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra model arguments
 
 

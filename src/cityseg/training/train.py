@@ -239,6 +239,41 @@ def _create(config: Config) -> Any:
     )
 
 
+def init_source(config: Config) -> Path | None:
+    """The `.keras` file named by `model.init_from` (a run folder or the file itself), or None."""
+    if not config.model.init_from:
+        return None
+    path = Path(config.model.init_from)
+    model_file = path / "model.keras" if path.is_dir() else path
+    if not model_file.is_file():
+        raise TrainingError(
+            f"model.init_from: {path}: no such .keras file or run folder with a model.keras"
+        )
+    return model_file
+
+
+def init_weights(model: Any, source: Path) -> None:
+    """Copy every weight of the model saved in `source` into `model`, which must be the same
+    architecture (the zoo's models are fully convolutional, so the input size may differ)."""
+    from cityseg.inference.runtime import load_keras_model
+
+    saved = load_keras_model(source)
+    ours, theirs = model.weights, saved.weights
+    if len(ours) != len(theirs):
+        raise TrainingError(
+            f"model.init_from: {source} holds {saved.name} ({len(theirs)} weight tensors), "
+            f"not {model.name} ({len(ours)}): the model must be the same"
+        )
+    for mine, other in zip(ours, theirs, strict=True):
+        if tuple(mine.shape) != tuple(other.shape):
+            raise TrainingError(
+                f"model.init_from: {source}: weight {other.path} has shape {tuple(other.shape)}, "
+                f"this model's {mine.path} {tuple(mine.shape)}: the model must be the same"
+            )
+    model.set_weights(saved.get_weights())
+    log.info("weights of %s loaded from %s", model.name, source)
+
+
 def _set_frozen(model: Any, frozen: bool) -> None:
     from cityseg.models.registry import set_encoder_trainable
 
@@ -330,6 +365,7 @@ def train(
     Extra Keras `callbacks` (e.g. an Optuna pruner) are added to `fit`. Returns the run folder.
     """
     refit = check_train_on(config)  # before anything is written (or TensorFlow loaded)
+    init_file = init_source(config)
     import keras
 
     from cityseg.data.generator import CityscapesSequence
@@ -407,6 +443,8 @@ def train(
     freeze = config.model.freeze_epochs
     with strategy.scope():
         model = _create(config)
+        if init_file is not None and not state.weights_file:  # a checkpoint holds newer ones
+            init_weights(model, init_file)
         loss = get_loss(
             t.loss,
             num_classes=labels.NUM_CLASSES,
