@@ -195,6 +195,8 @@ def test_self_trained_runs_are_reported_apart_with_what_labelled_them(tmp_path: 
     text = note.text()
     synthetic, apart = text.split("### With unlabelled real photos")
     assert "s2r_00_baseline" in synthetic and "s2r_14_pseudo" not in synthetic
+    assert "compares each run with `s2r_00_baseline` (the run named baseline)" in text
+    assert "Budgets: 5 epochs at 192x160 on 160 synthetic frames (1.0 min of training" in text
     assert (
         "`s2r_14_pseudo`: 305 frames of pseudo0016E5 labelled by `runs/sim2real/s2r_04` "
         "(`cityseg pseudo-label --keep 0.5 --cap 0.9`: keep 0.5 of each predicted category's "
@@ -215,6 +217,16 @@ def test_self_trained_runs_are_reported_apart_with_what_labelled_them(tmp_path: 
     note = Note(tmp_path / "note3.md")
     section_sim2real(note, tmp_path, tmp_path / "no-bench")
     assert "`s2r_14_pseudo` 0.470 -> hflip 0.472, hflip_scales 0.476." in note.text()
+    # without a run named baseline the first one is the reference, and budgets that differ
+    # are given as spans
+    (tmp_path / "s2r_00_baseline" / RECORD).unlink()
+    write("s2r_30_big", 0.45, epochs_run=8, input_size="384x288", train_time_s=300.0)
+    note = Note(tmp_path / "note4.md")
+    section_sim2real(note, tmp_path, tmp_path / "no-bench")
+    assert "with `s2r_14_pseudo` (the first by name, as no run is named baseline)" in note.text()
+    assert "Budgets: 5 to 8 epochs at 192x160, 384x288 on 160 synthetic frames (1.0 to 5.0 min" in (
+        note.text()
+    )
 
 
 def test_the_augmentation_column_names_pasted_categories() -> None:

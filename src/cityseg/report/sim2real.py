@@ -240,6 +240,38 @@ def _bench_line(bench_dir: Path) -> str:
     )
 
 
+def _baseline_line(base: dict[str, Any]) -> str:
+    why = (
+        "the run named baseline"
+        if "baseline" in base["name"]
+        else "the first by name, as no run is named baseline"
+    )
+    return f"The *vs baseline* column compares each run with `{base['name']}` ({why})."
+
+
+def _budget_line(records: list[dict[str, Any]]) -> str:
+    """The training budgets of the runs, as spans: they differ from run to run."""
+
+    def span(values: list[float], fmt: str) -> str:
+        low, high = min(values), max(values)
+        return format(low, fmt) if low == high else f"{low:{fmt}} to {high:{fmt}}"
+
+    epochs = [float(r["epochs_run"]) for r in records if r.get("epochs_run") is not None]
+    frames = [float(f) for r in records if (f := (r.get("synth") or {}).get("train_frames"))]
+    minutes = [float(r["train_time_s"]) / 60 for r in records if r.get("train_time_s")]
+    sizes = sorted({str(r["input_size"]) for r in records if r.get("input_size")})
+    parts = [
+        f"{span(epochs, '.0f')} epochs" if epochs else "",
+        f"at {', '.join(sizes)}" if sizes else "",
+        f"on {span(frames, '.0f')} synthetic frames" if frames else "",
+        f"({span(minutes, '.1f')} min of training each on a 2-core CPU)" if minutes else "",
+    ]
+    return (
+        f"Budgets: {' '.join(p for p in parts if p)}, so these are early-training numbers: "
+        "compare the rows, not the absolute level."
+    )
+
+
 def section_sim2real(
     note: Note, runs_dir: str | Path = DEFAULT_RUNS_DIR, bench_dir: str | Path = "bench"
 ) -> list[dict[str, Any]]:
@@ -260,12 +292,8 @@ def section_sim2real(
         f"frames, `{real['manifest']}`), at the photos' own resolution, with the official "
         f"category IoU (7 categories, void ignored). Command: `{COMMAND}`; it renders the "
         f"cities if the root has none, trains, scores and writes `sim2real.json` and the "
-        f"figures `plots/*_{REAL_SPLIT}.png` into the run folder. The baseline "
-        f"`{base['name']}` is the renderer before the transfer work. Budget: each run "
-        f"trained {base.get('epochs_run')} epochs at {base.get('input_size')} on "
-        f"{(base.get('synth') or {}).get('train_frames')} synthetic frames "
-        f"({float(base.get('train_time_s') or 0) / 60:.0f} min on the shared 2-core CPU), "
-        f"so these are early-training numbers: compare the rows, not the absolute level.",
+        f"figures `plots/*_{REAL_SPLIT}.png` into the run folder. {_baseline_line(base)} "
+        f"{_budget_line(records)}",
     )
     if any(r.get("partial") for r in records):
         note.add(
