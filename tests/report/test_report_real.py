@@ -124,6 +124,46 @@ def test_section_compares_scratch_and_pretrained_on_the_test_drive(tmp_path: Pat
         assert f"figures/{figure}" in text
 
 
+def test_recipes_alone_make_the_section_and_a_run_started_from_another_is_named(
+    tmp_path: Path,
+) -> None:
+    """Without the camvid suites the recipes still get their section; a recipe started from
+    another run (`model.init_from`) names it, and counts as pretrained only if ImageNet
+    weights went into that run."""
+    from cityseg.data.camvid import import_camvid
+    from cityseg.data.split import make_split
+
+    root = tmp_path / "camvid"
+    import_camvid(make_segnet(tmp_path / "src"), root)
+    make_split(root, test_cities=["0001TP"], val_cities=["0006R0"]).save(root / "split.json")
+    runs = tmp_path / "runs"
+    synthetic = _write(tmp_path / "sim", "lraspp_mobilenetv3", root, None, 0.3)  # from scratch
+    tuned = _write(runs, "lraspp_mobilenetv3", root, None, 0.58, suite="recipes")
+    config = yaml.safe_load((tuned / "config.yaml").read_text())
+    config["model"]["init_from"] = str(synthetic)
+    (tuned / "config.yaml").write_text(yaml.safe_dump(config))
+    note = Note(tmp_path / "docs" / "note.md")
+    section_real(note, runs)
+    text = note.text()
+    assert "train **0016E5**, validation **0006R0**, test **0001TP**" in text
+    assert "Recorded commands" not in text and "Per category on the test drive" not in text
+    assert (
+        "| `lraspp_mobilenetv3` | lraspp_mobilenetv3 (scratch, from `lraspp_mobilenetv3`, "
+        "ce_dice) | 64x48 |" in text
+    )
+    assert "Best from-scratch recipe: `lraspp_mobilenetv3`, test category IoU 0.580" in text
+    # the same, started from a run whose encoder had ImageNet weights: pretrained
+    source = yaml.safe_load((synthetic / "config.yaml").read_text())
+    source["model"]["encoder_weights"] = "imagenet"
+    (synthetic / "config.yaml").write_text(yaml.safe_dump(source))
+    note = Note(tmp_path / "docs" / "note2.md")
+    section_real(note, runs)
+    text = note.text()
+    assert "lraspp_mobilenetv3 (ImageNet, from `lraspp_mobilenetv3`, ce_dice)" in text
+    assert "Best pretrained recipe: `lraspp_mobilenetv3`, test category IoU 0.580" in text
+    assert "from-scratch recipe" not in text
+
+
 def _scores(folder: Path, name: str, value: float, members: list[str]) -> None:
     per = {c: round(value + 0.01 * i, 4) for i, c in enumerate(EVAL_CATEGORIES)}
     record = {"category_iou": value, "per_category_iou_official": per, "ensemble": members}

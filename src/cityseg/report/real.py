@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 from cityseg.evaluation.plots import pyplot, save_figure
 from cityseg.report.figures import grouped_bars, learning_curves
@@ -31,14 +32,31 @@ RECIPES = "recipes"  # folder of single recipe runs beside the suites
 ENSEMBLES = "ensembles"  # folder of `cityseg evaluate --run A --run B ... --out` scores
 
 
+def _imagenet(config: dict[str, Any], depth: int = 0) -> bool:
+    """Whether ImageNet weights went into a config's model, directly or through the recorded
+    runs its `model.init_from` chain starts from."""
+    model = config.get("model") or {}
+    if model.get("encoder_weights") not in (None, "", "null"):
+        return True
+    source = Path(str(model.get("init_from") or ""))
+    saved = source / "config.yaml" if source.is_dir() else source.parent / "config.yaml"
+    if depth > 8 or not model.get("init_from") or not saved.is_file():
+        return False
+    return _imagenet(yaml.safe_load(saved.read_text()) or {}, depth + 1)
+
+
 def pretrained(run: RunInfo) -> bool:
-    """Whether the run's encoder started from ImageNet weights."""
-    return run.cfg("model.encoder_weights") not in (None, "", "null")
+    """Whether ImageNet weights went into the run (its encoder's, or a run it started from)."""
+    return _imagenet(run.config)
 
 
 def label(run: RunInfo) -> str:
-    """`lraspp_lite0 (ImageNet)` / `lraspp_mobilenetv3 (scratch)`, plus the loss suite arm."""
+    """`lraspp_lite0 (ImageNet)` / `lraspp_mobilenetv3 (scratch)`, plus the loss suite arm and
+    the run it started from (`model.init_from`)."""
     origin = "ImageNet" if pretrained(run) else "scratch"
+    source = run.cfg("model.init_from")
+    if source:
+        origin += f", from `{Path(str(source)).name}`"
     suffix = f", {run.cfg('train.loss')}" if run.suite != "models" else ""
     return f"{run.cfg('model.name')} ({origin}{suffix})"
 
@@ -78,11 +96,12 @@ def section_real(note: Note, runs_dir: Path) -> None:
     """Write the section, or nothing when no CamVid run has been recorded."""
     by_suite, records = collect_runs(runs_dir)
     runs = [r for suite in ("models", "loss") for r in by_suite.get(suite, [])]
-    if not runs:
+    recipes = by_suite.get(RECIPES, [])
+    if not runs and not recipes:
         log.info("no real-photo runs under %s: no Real photographs section", runs_dir)
         return
-    drives = _drives(runs[0])
-    size = runs[0].cfg("data.size")
+    drives = _drives((runs or recipes)[0])
+    size = (runs or recipes)[0].cfg("data.size")
     note.add(
         "## Real photographs (CamVid)",
         "The synthetic sections measure the pipeline on its own cities. Here it is trained "
@@ -95,6 +114,14 @@ def section_real(note: Note, runs_dir: Path) -> None:
         f"Trained and scored at {size}, scores at the original 480x360 on the whole drive; "
         "the score is the official category IoU (7 categories, void ignored).",
     )
+    if runs:
+        _section_suites(note, runs, records)
+    section_recipes(note, runs_dir, recipes, drives)
+    section_ensembles(note, runs_dir / ENSEMBLES)
+
+
+def _section_suites(note: Note, runs: Sequence[RunInfo], records: dict[str, Any]) -> None:
+    """The models and loss suites of the camvid profile: tables, figures and the gaps."""
     commands = _commands(records)
     if commands:
         note.add("Recorded commands (wall time from the suite records):\n\n" + "\n".join(commands))
@@ -155,8 +182,6 @@ def section_real(note: Note, runs_dir: Path) -> None:
     examples = example_figure(runs, fig_dir / "real_examples.png")
     note.figure(examples, "Test-drive photographs: photo | each model's prediction | truth.")
     note.add(gaps(runs))
-    section_recipes(note, runs_dir, by_suite.get(RECIPES, []), drives)
-    section_ensembles(note, runs_dir / ENSEMBLES)
 
 
 def _trained_on(run: RunInfo, drives: dict[str, str]) -> str:
