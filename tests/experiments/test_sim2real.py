@@ -236,3 +236,52 @@ def test_the_augmentation_column_names_pasted_categories() -> None:
     pasted = {"augment": ["hflip"], "paste": ["human", "object"]}
     assert _augmentation(pasted) == "hflip+paste(human,object)"
     assert _augmentation({"augment": []}) == "none"
+
+
+def test_ensembles_on_the_real_drive_are_reported_synthetic_only_if_every_member_is(
+    tmp_path: Path,
+) -> None:
+    from cityseg.report.note import Note
+    from cityseg.report.sim2real import section_sim2real
+
+    runs = tmp_path / "runs" / "sim2real"
+    per = {c: 0.5 for c in ("flat", "construction", "object", "nature", "sky", "human")}
+    for name, extra in (("s2r_a", {}), ("s2r_b", {}), ("s2r_p", {"pseudo_labels": {"frames": 3}})):
+        record = {
+            "name": name, "model": "lraspp_lite0", "augment": ["hflip"], "input_size": "64x48",
+            "real": {"cities": ["0001TP"], "num_images": 62, "manifest": "real/split.json",
+                     "category_iou": 0.45, "per_category_iou_official": per | {"vehicle": 0.3}},
+            **extra,
+        }  # fmt: skip
+        (runs / name).mkdir(parents=True)
+        (runs / name / RECORD).write_text(json.dumps(record))
+
+    def scored(name: str, members: list[str], iou: float, tta: float | None = None) -> None:
+        folder = tmp_path / "runs" / "sim2real_ensembles" / name
+        folder.mkdir(parents=True)
+        scores = {"ensemble": members, "category_iou": iou,
+                  "per_category_iou_official": per | {"vehicle": iou}}  # fmt: skip
+        (folder / "eval_test.json").write_text(json.dumps(scores))
+        if tta is not None:
+            path = folder / "eval_test_tta_hflip_scales.json"
+            path.write_text(json.dumps(scores | {"category_iou": tta}))
+
+    # members named by the path they were given (relative to nowhere here): found by name
+    scored("synth_pair", ["elsewhere/s2r_a", "elsewhere/s2r_b"], 0.4712, tta=0.4866)
+    scored("with_pseudo", [str(runs / "s2r_a"), str(runs / "s2r_p")], 0.561)
+    scored("with_unknown", [str(runs / "s2r_a"), "runs/camvid/other"], 0.6)
+    note = Note(tmp_path / "note.md")
+    section_sim2real(note, runs, tmp_path / "no-bench")
+    text = note.text().split("### Ensembles on the real drive")[1]
+    assert "| `synth_pair` | `s2r_a`, `s2r_b` | synthetic frames only | **0.471** | 0.487 |" in text
+    assert (
+        "| `with_pseudo` | `s2r_a`, `s2r_p` | with unlabelled real photos | **0.561** | - |" in text
+    )
+    assert "| `with_unknown` | `s2r_a`, `other` | not only sim-to-real runs |" in text
+    # the verdict looks at purely synthetic ensembles only: 0.561 and 0.6 do not count
+    assert "The best purely synthetic ensemble, `synth_pair` (2 models), reaches 0.471" in text
+    assert "target is **not met** by an ensemble either" in text
+    # no ensembles folder, no such section
+    note = Note(tmp_path / "note2.md")
+    section_sim2real(note, runs, tmp_path / "no-bench", ensembles_dir=tmp_path / "none")
+    assert "Ensembles on the real drive" not in note.text()

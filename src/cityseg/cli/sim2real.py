@@ -75,12 +75,19 @@ def sim2real_report(
     runs_dir: Path = typer.Option(Path("runs/sim2real"), help="Runs written by sim2real."),
     out: Path = typer.Option(Path("docs/sim2real.md"), help="Markdown file to write."),
     bench_dir: Path = typer.Option(Path("bench"), help="Folder of benchmark JSON files."),
+    ensembles_dir: Path | None = typer.Option(
+        None,
+        help="Folders of `cityseg evaluate --run A --run B ... --out` on the real drive "
+        "[default: sim2real_ensembles beside --runs-dir].",
+    ),
 ) -> None:
     """Write the note's sim-to-real section alone (`cityseg report` includes it too)."""
     from cityseg.report.sim2real import write_sim2real
 
     try:
-        path = write_sim2real(out, runs_dir=runs_dir, bench_dir=bench_dir)
+        path = write_sim2real(
+            out, runs_dir=runs_dir, bench_dir=bench_dir, ensembles_dir=ensembles_dir
+        )
     except FileNotFoundError as err:
         typer.echo(f"cityseg experiments sim2real-report: {err}", err=True)
         raise typer.Exit(2) from err
