@@ -162,6 +162,15 @@ def test_recipes_alone_make_the_section_and_a_run_started_from_another_is_named(
     assert "lraspp_mobilenetv3 (ImageNet, from `lraspp_mobilenetv3`, ce_dice)" in text
     assert "Best pretrained recipe: `lraspp_mobilenetv3`, test category IoU 0.580" in text
     assert "from-scratch recipe" not in text
+    assert "Models take 64x48 inputs" in text
+    # recipes at several input sizes: each is named, smallest first
+    larger = _write(runs, "unet_mini", root, None, 0.5, suite="recipes")
+    config = yaml.safe_load((larger / "config.yaml").read_text())
+    config["data"]["size"] = "96x72"
+    (larger / "config.yaml").write_text(yaml.safe_dump(config))
+    note = Note(tmp_path / "docs" / "note3.md")
+    section_real(note, runs)
+    assert "Models take 64x48 or 96x72 inputs" in note.text()
 
 
 def _scores(folder: Path, name: str, value: float, members: list[str]) -> None:

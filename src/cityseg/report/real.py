@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from cityseg.common.sizes import format_size, parse_size
 from cityseg.evaluation.plots import pyplot, save_figure
 from cityseg.report.figures import grouped_bars, learning_curves
 from cityseg.report.note import Note
@@ -101,7 +102,7 @@ def section_real(note: Note, runs_dir: Path) -> None:
         log.info("no real-photo runs under %s: no Real photographs section", runs_dir)
         return
     drives = _drives((runs or recipes)[0])
-    size = (runs or recipes)[0].cfg("data.size")
+    sizes = sorted({parse_size(r.cfg("data.size")) for r in (*runs, *recipes)}, key=math.prod)
     note.add(
         "## Real photographs (CamVid)",
         "The synthetic sections measure the pipeline on its own cities. Here it is trained "
@@ -111,7 +112,8 @@ def section_real(note: Note, runs_dir: Path) -> None:
         "ego-vehicle void). Validation and test are whole drives the models never saw "
         f"(`cityseg split --test-cities ... --val-cities ...`): train **{drives.get('train', DASH)}**, "
         f"validation **{drives.get('val', DASH)}**, test **{drives.get('test', DASH)}**. "
-        f"Trained and scored at {size}, scores at the original 480x360 on the whole drive; "
+        f"Models take {' or '.join(map(format_size, sizes))} inputs (the photo resized, letterboxed where the "
+        "aspect differs); scores are at the photos' own 480x360, on the whole drive; "
         "the score is the official category IoU (7 categories, void ignored).",
     )
     if runs:
