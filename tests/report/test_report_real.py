@@ -103,9 +103,12 @@ def test_section_compares_scratch_and_pretrained_on_the_test_drive(tmp_path: Pat
     assert "Best pretrained recipe: `lraspp_lite0`, test category IoU 0.655, misses" in text
     assert "| **0.660** | 0.671 | 0.683 | 0.600 |" in text  # its TTA scores beside the plain one
     assert (
-        "target of 0.65 (issue #12). With flip and zoom at test time, the best is "
+        "target of 0.65 (issue #12). Chosen on the validation drive: `lraspp_mobilenetv3` "
+        "(val 0.660), test 0.660. With flip and zoom at test time, the best is "
         "`lraspp_mobilenetv3` at 0.683." in text
     )
+    # the refit has no validation score: it is never the one chosen on validation
+    assert "target of 0.72 (issue #12). Chosen on the validation drive" not in text
     assert "†" not in text  # every run trained here
     # a run trained on another machine: its minutes are marked, and the machine named
     metrics = json.loads((scratch / "metrics.json").read_text())
@@ -164,13 +167,23 @@ def test_recipes_alone_make_the_section_and_a_run_started_from_another_is_named(
     assert "from-scratch recipe" not in text
     assert "Models take 64x48 inputs" in text
     # recipes at several input sizes: each is named, smallest first
-    larger = _write(runs, "unet_mini", root, None, 0.5, suite="recipes")
+    larger = _write(runs, "unet_mini", root, "imagenet", 0.5, suite="recipes")
     config = yaml.safe_load((larger / "config.yaml").read_text())
     config["data"]["size"] = "96x72"
     (larger / "config.yaml").write_text(yaml.safe_dump(config))
+    # ... and the best on validation is not the best on test: both are said
+    metrics = json.loads((larger / "metrics.json").read_text())
+    metrics["val"] = metrics["val"] | {"category_iou": 0.9}
+    (larger / "metrics.json").write_text(json.dumps(metrics))
     note = Note(tmp_path / "docs" / "note3.md")
     section_real(note, runs)
-    assert "Models take 64x48 or 96x72 inputs" in note.text()
+    text = note.text()
+    assert "Models take 64x48 or 96x72 inputs" in text
+    assert (
+        "Best pretrained recipe: `lraspp_mobilenetv3`, test category IoU 0.580, misses the "
+        "pretrained target of 0.72 (issue #12). Chosen on the validation drive: `unet_mini` "
+        "(val 0.900), test 0.500." in text
+    )
 
 
 def _scores(folder: Path, name: str, value: float, members: list[str]) -> None:

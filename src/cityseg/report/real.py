@@ -277,6 +277,13 @@ def section_recipes(
             f"Best {kind} recipe: `{best.name}`, test category IoU {_test(best):.3f}, "
             f"{verdict} the {kind} target of {target:.2f} (issue #12)."
         )
+        validated = [r for r in runs if not math.isnan(_val(r))]
+        if validated:  # the best on test is a choice made on test: say what val would choose
+            chosen = max(validated, key=_val)
+            line += (
+                f" Chosen on the validation drive: `{chosen.name}` (val {_val(chosen):.3f}), "
+                f"test {_test(chosen):.3f}."
+            )
         zoomed = {r.name: _tta(r, "hflip_scales") for r in runs}
         zoomed = {name: score for name, score in zoomed.items() if not math.isnan(score)}
         if zoomed:  # test-time augmentation is an inference choice: reported beside, not instead
@@ -451,6 +458,11 @@ def _at_best(run: RunInfo, key: str) -> float:
 
 def _test(run: RunInfo) -> float:
     return run.score("test", "category_iou")
+
+
+def _val(run: RunInfo) -> float:
+    """Validation category IoU; NaN for a refit, which learned from the validation drive."""
+    return run.score("val", "category_iou")
 
 
 def example_figure(runs: Sequence[RunInfo], path: Path, count: int = 3) -> Path | None:
