@@ -106,3 +106,35 @@ def test_cli_names_an_unknown_tta_mode_before_measuring(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "--tta 'none,vflip': choose from none, hflip, scales, hflip_scales" in result.output
     assert not (tmp_path / "b.json").exists()
+
+
+def test_cli_table_names_each_run_by_its_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Runs trained from one config with --set share its name: the table shows the folders."""
+    from typer.testing import CliRunner
+
+    from cityseg.bench import latency
+    from cityseg.cli import app
+
+    def row(run: str, speedup: float | None) -> dict:
+        return {"run": run, "name": "camvid_same_config", "size": "64x48", "runtime": "onnx",
+                "precision": "fp32", "tta": "none", "median_ms": 1.0, "p90_ms": 1.5,
+                "images_per_s": 1000.0, "speedup_vs_keras_predict": speedup,
+                "fraction_of_peak": 0.5, "peak_rss_mb": 100.0}  # fmt: skip
+
+    report = {"machine": {"matmul_peak_gflops": 100.0}, "targets": [],
+              "results": [row("runs/a/lite0_480", None), row("runs/a/lite0_640", 2.5)]}  # fmt: skip
+    monkeypatch.setattr(latency, "bench_latency", lambda *a, **k: report)
+    runs = []
+    for name in ("lite0_480", "lite0_640"):
+        (tmp_path / name).mkdir()
+        runs += ["--run", str(tmp_path / name)]
+    out = tmp_path / "b.json"
+    result = CliRunner().invoke(app, ["bench", "latency", *runs, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if "img/s" in line]
+    assert lines[0].startswith("lite0_480 ") and lines[1].startswith("lite0_640 ")
+    assert "camvid_same_config" not in result.output
+    assert "img/s      -" in lines[0] and "img/s  x 2.5" in lines[1]  # no speed-up measured: -
+    assert out.is_file()

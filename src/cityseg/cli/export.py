@@ -138,12 +138,15 @@ def bench_latency_command(
     write_json(report, json_out)
     typer.echo(f"matmul peak {report['machine']['matmul_peak_gflops']:.0f} GFLOP/s")
     for row in report["results"]:
-        speedup = row["speedup_vs_keras_predict"]
+        speedup = row["speedup_vs_keras_predict"]  # None where Keras predict was not timed
+        # runs trained from one config with --set share its name: the folder tells them apart
+        name = Path(row["run"]).name if row.get("run") else row["name"]
         typer.echo(
-            f"{row['name']:<28} {row['size']:>9} {row['runtime']:>13}/{row['precision']:<4} "
+            f"{name:<28} {row['size']:>9} {row['runtime']:>13}/{row['precision']:<4} "
             f"{'' if row['tta'] == 'none' else 'tta=' + row['tta']:<17}"
             f"{row['median_ms']:8.1f} ms  p90 {row['p90_ms']:8.1f}  {row['images_per_s']:6.1f} img/s  "
-            f"x{speedup or 0:4.1f}  {100 * row['fraction_of_peak']:5.1f}% peak  "
+            f"{'x' + format(speedup, '4.1f') if speedup else '    -'}  "
+            f"{100 * row['fraction_of_peak']:5.1f}% peak  "
             f"{row['peak_rss_mb']:6.0f} MB"
         )
     for check in report["targets"]:
