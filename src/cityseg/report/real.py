@@ -292,10 +292,10 @@ def section_recipes(
         note.add(line)
 
 
-def section_ensembles(note: Note, folder: Path) -> None:
-    """Ensembles of recorded runs, each folder the `--out` of `cityseg evaluate` with repeated
-    `--run`: the mean softmax of its members. The one the note stands by is chosen on the
-    validation drive (plain scores), never on test."""
+def read_ensembles(folder: Path) -> list[tuple[str, list[str], dict[str, dict[str, Any]]]]:
+    """Each sub-folder of `folder` that `cityseg evaluate --run A --run B ... --out` wrote:
+    its name, its members and its scores, `val`, `test` and `test_tta` (flip + zoom), each
+    empty where that split was not scored. Also read by the sim-to-real section."""
     from cityseg.evaluation.evaluate import read_scores
 
     found = []
@@ -307,7 +307,15 @@ def section_ensembles(note: Note, folder: Path) -> None:
         }
         members = next((s["ensemble"] for s in scores.values() if "ensemble" in s), None)
         if members:
-            found.append((path.name, members, scores))
+            found.append((path.name, [str(m) for m in members], scores))
+    return found
+
+
+def section_ensembles(note: Note, folder: Path) -> None:
+    """Ensembles of recorded runs, each folder the `--out` of `cityseg evaluate` with repeated
+    `--run`: the mean softmax of its members. The one the note stands by is chosen on the
+    validation drive (plain scores), never on test."""
+    found = read_ensembles(folder)
     if not found:
         return
     rows = []

@@ -239,16 +239,13 @@ def ensembles(folder: Path, runs_dir: Path) -> list[dict[str, Any]]:
     `folder` holding `eval_test.json` (and `eval_test_tta_hflip_scales.json` where flip and
     zoom were scored) with its members. An ensemble is purely synthetic only if every member
     is a sim-to-real run that saw no real photo: one unknown member makes it not so."""
-    from cityseg.evaluation.evaluate import read_scores
+    from cityseg.report.real import read_ensembles
 
     found = []
-    for path in sorted(p for p in folder.glob("*") if p.is_dir()):  # none if no folder
-        plain = read_scores(path, "test") or {}
-        zoomed = read_scores(path, "test", "hflip_scales") or {}
-        members = plain.get("ensemble") or zoomed.get("ensemble")
-        if not members or not plain:
+    for name, members, scores in read_ensembles(folder):
+        if not scores["test"]:
             continue
-        records = [_member_record(str(m), runs_dir) for m in members]
+        records = [_member_record(m, runs_dir) for m in members]
         if any(r is None for r in records):  # a run of real labels, or one not found
             trained_on = "not only sim-to-real runs"
         elif any(uses_real_photos(r) for r in records if r is not None):
@@ -257,12 +254,11 @@ def ensembles(folder: Path, runs_dir: Path) -> list[dict[str, Any]]:
             trained_on = "synthetic frames only"
         found.append(
             {
-                "name": path.name,
-                "folder": str(path),
-                "members": [Path(str(m)).name for m in members],
+                "name": name,
+                "members": [Path(m).name for m in members],
                 "trained_on": trained_on,
-                "real": plain,
-                "real_tta": zoomed,
+                "real": scores["test"],
+                "real_tta": scores["test_tta"],
             }
         )
     return found
