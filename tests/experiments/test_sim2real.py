@@ -281,6 +281,19 @@ def test_ensembles_on_the_real_drive_are_reported_synthetic_only_if_every_member
     # the verdict looks at purely synthetic ensembles only: 0.561 and 0.6 do not count
     assert "The best purely synthetic ensemble, `synth_pair` (2 models), reaches 0.471" in text
     assert "target is **not met** by an ensemble either" in text
+    # a corrupt score file or member record is named, not a bare JSON error
+    broken = tmp_path / "runs" / "sim2real_ensembles" / "synth_pair" / "eval_test.json"
+    kept = broken.read_text()
+    broken.write_text(kept[:20])
+    with pytest.raises(ValueError, match=r"synth_pair/eval_test\.json: not valid JSON"):
+        section_sim2real(Note(tmp_path / "n.md"), runs, tmp_path / "no-bench")
+    broken.write_text(kept)
+    elsewhere = tmp_path / "other" / "s2r_x"
+    elsewhere.mkdir(parents=True)
+    (elsewhere / RECORD).write_text("{")
+    scored("with_broken_member", [str(elsewhere)], 0.4)
+    with pytest.raises(ValueError, match=r"s2r_x/sim2real\.json: not valid JSON"):
+        section_sim2real(Note(tmp_path / "n.md"), runs, tmp_path / "no-bench")
     # no ensembles folder, no such section
     note = Note(tmp_path / "note2.md")
     section_sim2real(note, runs, tmp_path / "no-bench", ensembles_dir=tmp_path / "none")

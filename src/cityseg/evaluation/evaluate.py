@@ -346,7 +346,10 @@ def read_scores(folder: str | Path, split: str, tta: str = "none") -> dict[str, 
     path = Path(folder) / f"eval_{scores_name(split, tta)}.json"
     if not path.is_file():
         return None
-    scores: dict[str, Any] = json.loads(path.read_text())
+    try:
+        scores: dict[str, Any] = json.loads(path.read_text())
+    except json.JSONDecodeError as err:  # a truncated write, say: name the file
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
     return scores
 
 

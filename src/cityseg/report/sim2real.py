@@ -228,8 +228,12 @@ def _member_record(member: str, runs_dir: Path) -> dict[str, Any] | None:
     """The `sim2real.json` of an ensemble member: at the path it was given, else by name in
     `runs_dir`; None for a run that `cityseg experiments sim2real` did not make."""
     for folder in (Path(member), runs_dir / Path(member).name):
-        if (folder / RECORD).is_file():
-            record: dict[str, Any] = json.loads((folder / RECORD).read_text())
+        path = folder / RECORD
+        if path.is_file():
+            try:
+                record: dict[str, Any] = json.loads(path.read_text())
+            except json.JSONDecodeError as err:  # as read_records says it
+                raise ValueError(f"{path}: not valid JSON ({err})") from err
             return record
     return None
 
