@@ -12,32 +12,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from cityseg.data.cityscapes import Sample
-from cityseg.data.labels import NUM_CLASSES, PALETTE, categories_to_label_ids, colorize
+from cityseg.data.labels import NUM_CLASSES
 from cityseg.inference.ensemble import select_ensemble
 from cityseg.inference.runtime import Predictor
 
 SIZE = (32, 16)  # (width, height): the frames are at the model input, no letterbox
-
-
-def _truth(batch: np.ndarray) -> np.ndarray:
-    """Each pixel's category, read back from its palette colour."""
-    distance = ((batch[..., None, :] - PALETTE.astype(np.float32)) ** 2).sum(-1)
-    return distance.argmin(-1)
-
-
-def _half_right(left: bool):
-    """A back end sure and right on one half of the frame, unsure and wrong on the other."""
-
-    def backend(batch: np.ndarray) -> np.ndarray:
-        truth = _truth(batch)
-        wrong = (truth + 1) % NUM_CLASSES
-        columns = np.arange(batch.shape[2]) < batch.shape[2] // 2
-        sure = columns if left else ~columns
-        answer = np.where(sure[None, None, :], truth, wrong)
-        strength = np.where(sure, 10.0, 1.0)[None, None, :, None]
-        return (np.eye(NUM_CLASSES, dtype=np.float32)[answer] * strength).astype(np.float32)
-
-    return backend
 
 
 def _constant(batch: np.ndarray) -> np.ndarray:
@@ -52,22 +31,14 @@ def _candidate(backend, name: str) -> Predictor:
 
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory: pytest.TempPathFactory) -> list[Sample]:
-    """Four blocky frames in palette colours, with their labelIds."""
-    root = tmp_path_factory.mktemp("frames")
-    rng = np.random.default_rng(0)
-    out = []
-    for k in range(4):
-        cats = blocky.blocks(rng, SIZE[1] // 4, SIZE[0] // 4, block=4)
-        stem = f"x_000000_{k:06d}"
-        image, label = root / f"{stem}_leftImg8bit.png", root / f"{stem}_gtFine_labelIds.png"
-        Image.fromarray(colorize(cats)).save(image)
-        Image.fromarray(categories_to_label_ids(cats).astype(np.uint8)).save(label)
-        out.append(Sample(image=image, label=label, city="x", split="val", stem=stem))
-    return out
+    return blocky.labelled_frames(tmp_path_factory.mktemp("frames"), SIZE)
 
 
 def test_the_pair_that_completes_each_other_is_chosen(samples: list[Sample]) -> None:
-    left, right = _candidate(_half_right(True), "left"), _candidate(_half_right(False), "right")
+    left, right = (
+        _candidate(blocky.half_right(True), "left"),
+        _candidate(blocky.half_right(False), "right"),
+    )
     constant = _candidate(_constant, "constant")
     result = select_ensemble([constant, left, right], samples)
     singles = {c["name"]: c["category_iou"] for c in result["candidates"]}
@@ -81,11 +52,16 @@ def test_the_pair_that_completes_each_other_is_chosen(samples: list[Sample]) -> 
     ensemble = Predictor.ensemble([left, right])
     for sample in samples:
         image = np.asarray(Image.open(sample.image).convert("RGB"))
-        np.testing.assert_array_equal(ensemble.predict(image), _truth(image[None].astype(float))[0])
+        np.testing.assert_array_equal(
+            ensemble.predict(image), blocky.palette_truth(image[None].astype(float))[0]
+        )
 
 
 def test_max_members_stops_the_growth(samples: list[Sample]) -> None:
-    left, right = _candidate(_half_right(True), "left"), _candidate(_half_right(False), "right")
+    left, right = (
+        _candidate(blocky.half_right(True), "left"),
+        _candidate(blocky.half_right(False), "right"),
+    )
     result = select_ensemble([left, right], samples, max_members=1)
     assert result["members"] == ["left"] and len(result["steps"]) == 1
 

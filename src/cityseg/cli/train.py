@@ -276,6 +276,78 @@ def select_ensemble(
     typer.echo(f"score it: cityseg evaluate {runs_text} --split test --out DIR")
 
 
+DEFAULT_TTA_CANDIDATES = "1;1,1.25;1,1.5;1,2;0.75,1,1.25"
+
+
+def select_tta(
+    runs: list[Path] = typer.Option(
+        ...,
+        "--run",
+        metavar="PATH",
+        help="Run folder or export; repeat it for an ensemble (the mean softmax).",
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Dataset root (its split.json names the sets); default: the run's."
+    ),
+    manifest: Path | None = typer.Option(
+        None, "--manifest", help="Split manifest (default <data>/split.json)."
+    ),
+    split: str = typer.Option("val", "--split", help="The set to choose on: val (never test)."),
+    runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
+    candidates: str = typer.Option(
+        DEFAULT_TTA_CANDIDATES,
+        "--candidates",
+        help="Sets of zoom factors to try, ';' between sets, ',' within one.",
+    ),
+    flip: bool = typer.Option(
+        True, "--flip/--no-flip", help="Mirror each view too (--tta hflip_scales) or not (scales)."
+    ),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        help="Folder for tta_selection.json (default: the run folder; an ensemble needs one).",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
+) -> None:
+    """Choose the zoom factors of test-time augmentation on validation, for a model or ensemble."""
+    from cityseg.inference.tta import parse_candidates, select_scales
+
+    if split == "test":
+        _fail("choose zoom factors on val: factors chosen on test report a score chosen for it")
+    if len(runs) > 1 and out is None:
+        _fail("an ensemble of runs has no run folder of its own: give --out")
+    try:
+        sets = parse_candidates(candidates)
+    except ValueError as err:
+        _fail(str(err))
+    split, samples = _samples(data, manifest, split, runs[0])
+    try:
+        predictor = load_predictor(runs, runtime, "none", DEFAULT_TTA_SCALES)
+        result = select_scales(predictor, samples, sets, flip=flip, progress=not as_json)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    result["split"] = split
+    result["runs"] = [str(r) for r in runs]
+    folder = out or (runs[0] if runs[0].is_dir() else runs[0].parent)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "tta_selection.json").write_text(json.dumps(result, indent=2) + "\n")
+    log.info("wrote %s", folder / "tta_selection.json")
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for row in result["candidates"]:
+        typer.echo(
+            f"zoom {','.join(f'{v:g}' for v in row['scales'])}: {row['category_iou']:.4f} "
+            f"({row['passes_per_frame']} passes per frame)"
+        )
+    runs_text = " ".join(f"--run {r}" for r in runs)
+    chosen = ",".join(f"{v:g}" for v in result["scales"])
+    typer.echo(
+        f"score it: cityseg evaluate {runs_text} --split test --tta {result['mode']} "
+        f"--tta-scales {chosen}" + (f" --out {out}" if len(runs) > 1 else "")
+    )
+
+
 def load_predictor(runs: list[Path], runtime: str, tta: str, tta_scales: str) -> Any:
     """The `Predictor` of `evaluate` and `predict`: one run, or the ensemble of several."""
     from cityseg.inference.runtime import Predictor
@@ -415,3 +487,4 @@ def register(app: typer.Typer, bench_app: typer.Typer, experiments_app: typer.Ty
     app.command()(evaluate)
     app.command()(predict)
     app.command("select-ensemble")(select_ensemble)
+    app.command("select-tta")(select_tta)

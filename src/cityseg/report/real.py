@@ -199,6 +199,8 @@ def section_recipes(
     Each row is reproduced by training its own saved config; a refit on train + val has no
     validation score (its validation drive was trained on), so only test compares them all.
     """
+    from cityseg.evaluation.evaluate import read_scores
+
     if not recipes:
         return
     rows = []
@@ -215,7 +217,7 @@ def section_recipes(
                 fmt(run.score("val", "category_iou")),
                 f"**{fmt(run.score('test', 'category_iou'))}**",
                 fmt(_tta(run, "hflip")),
-                fmt(_tta(run, "hflip_scales")),
+                zoom_cell(read_scores(run.run_dir, "test", "hflip_scales")),
                 *(fmt(test.get(c)) for c in EVAL_CATEGORIES),
                 f"{num(run.metrics.get('train_time_s')) / 60:.1f}"
                 + (" †" if run.metrics.get("trained_on_machine") else ""),
@@ -236,8 +238,9 @@ def section_recipes(
         "validation score and keeps its last epoch; test is the same unseen drive for all. "
         "`test, hflip TTA`: the same model scored on the mean of each frame's and its "
         "mirror's softmax (`cityseg evaluate --run RUN --split test --tta hflip`); "
-        "`+ zoom 1.5`: also the frame zoomed 1.5x, in tiles at the model's input "
-        "(`--tta hflip_scales`, scales 1 and 1.5, chosen on the validation drive).",
+        "`+ zoom`: also the frame zoomed by each factor in brackets, in tiles at the model's "
+        "input (`--tta hflip_scales --tta-scales F,G`), the factors chosen on the validation "
+        "drive (`cityseg select-tta --run RUN`).",
         table(
             [
                 "run",
@@ -249,7 +252,7 @@ def section_recipes(
                 "val category IoU",
                 "test category IoU",
                 "test, hflip TTA",
-                "test, hflip + zoom 1.5",
+                "test, hflip + zoom (factors)",
                 *EVAL_CATEGORIES,
                 "train min",
             ],
@@ -328,7 +331,7 @@ def section_ensembles(note: Note, folder: Path) -> None:
                 ", ".join(f"`{Path(m).name}`" for m in members),
                 fmt(scores["val"].get("category_iou")),
                 f"**{fmt(test.get('category_iou'))}**",
-                fmt(scores["test_tta"].get("category_iou")),
+                zoom_cell(scores["test_tta"]),
                 *(fmt(per.get(c)) for c in EVAL_CATEGORIES),
             ]
         )
@@ -345,7 +348,7 @@ def section_ensembles(note: Note, folder: Path) -> None:
                 "members",
                 "val category IoU",
                 "test category IoU",
-                "test, hflip + zoom 1.5",
+                "test, hflip + zoom (factors)",
                 *EVAL_CATEGORIES,
             ],
             rows,
@@ -385,6 +388,15 @@ def _selection_line(folder: Path) -> list[str]:
         f"candidates; each step adds the model that raises the mixture's category IoU most, "
         f"and it stops when none does): {steps}."
     ]
+
+
+def zoom_cell(scores: dict[str, Any] | None) -> str:
+    """`0.712 (1, 1.5)`: a flip + zoom score with its zoom factors; a dash where none."""
+    if not scores:
+        return DASH
+    factors = scores.get("tta_scales")
+    cell = fmt(scores.get("category_iou"))
+    return cell + (f" ({', '.join(f'{v:g}' for v in factors)})" if factors else "")
 
 
 def _tta(run: RunInfo, mode: str) -> float:
