@@ -24,6 +24,7 @@ from cityseg.data.synth import (
     render_frame,
     split_counts,
 )
+from cityseg.data.synth_actors import TYRE
 from cityseg.data.synth_scene import SceneBuilder, make_style
 
 STEM = re.compile(r"^([a-z]+)_(\d{6})_(\d{6})$")
@@ -181,6 +182,26 @@ def test_objects_shrink_toward_the_horizon() -> None:
     near, far = rear(10.0), rear(40.0)
     assert max(near) - min(near) == pytest.approx(4 * (max(far) - min(far)), rel=0.05)
     assert builder.cam.horizon < max(far) < max(near), "farther cars stand nearer the horizon"
+
+
+def test_vehicles_stand_on_their_wheels() -> None:
+    """A car beside the camera's line shows its side with two tyres on the ground, labelled
+    as the car (same instance); one straight ahead shows its tyres under the rear only."""
+    builder = SceneBuilder(make_style("probe", 0, 0), np.random.default_rng(0), (1024, 512))
+    builder.build()
+    builder.rng = np.random.default_rng(1)
+    parts = builder._vehicle(3.0, 10.0, "car")
+    wheels, rear = [p for p in parts if p.color == TYRE], parts[-1]
+    assert len(wheels) == 2
+    assert all(w.label == "car" and w.group == rear.group for w in wheels)
+    for wheel in wheels:  # the lowest point of each tyre is on the ground under its axle
+        axle = wheel.depth + 0.32
+        assert max(v for _, v in wheel.polygon) == pytest.approx(
+            builder.cam.uv(2.1, 0.0, axle)[1], abs=2
+        )
+    ahead = builder._vehicle(0.0, 10.0, "bus")
+    assert not [p for p in ahead if p.color == TYRE]
+    assert sum(color == TYRE for _, color in ahead[-1].details) == 2
 
 
 def test_cities_look_different() -> None:

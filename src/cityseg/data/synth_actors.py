@@ -11,6 +11,8 @@ from cityseg.data.synth_geometry import Obj, Point, SceneCanvas, jitter, mix
 # A person's proportions, as fractions of their height: half shoulder width, hip and neck
 # height, head radius (`_person_pts` draws the figure, `_person` dresses it on the same lines).
 SHOULDER, HIP, NECK, HEAD = 0.13, 0.52, 0.84, 0.065
+# Tyres and their hubs (steel or alloy), seen on vehicles' sides and under their rears.
+TYRE, HUB = (22, 22, 24), (112, 114, 120)
 
 # Clothes on real streets: mostly black, navy, greys, browns, olive and beige.
 CLOTHES: tuple[tuple[int, int, int], ...] = (
@@ -329,6 +331,14 @@ class StreetActors(SceneCanvas):
                     (self.side_quad(sx, z + 0.5, z + length - 0.5, h * 0.5, h * 0.85), (35, 45, 55))
                 )
             parts.append(side)
+            axles: tuple[float, ...]
+            if kind == "car":
+                axles, radius = (z + 0.8, z + length - 0.9), 0.32
+            elif kind == "bus":
+                axles, radius = (z + 3.0, z + length - 2.6), 0.5
+            else:
+                axles, radius = (z + 1.3, z + 2.6, z + length - 1.4), 0.48
+            parts.extend(self._wheels(kind, sx, axles, radius, g))
         if kind == "car":
             pts = [
                 (xl + 0.05, 0),
@@ -358,6 +368,12 @@ class StreetActors(SceneCanvas):
                 (xl, 0.3),
             ]
         rear = Obj(kind, self.front(z, pts), paint, z, g)  # type: ignore[arg-type]
+        tyres = (
+            self._rear_tyres(xl, r, 0.08, 0.25, 0.22)
+            if kind == "car"
+            else self._rear_tyres(xl, r, 0.14, 0.32, 0.28)
+        )
+        rear.details.extend((self.front(z, t), TYRE) for t in tyres)
         dark = (25, 28, 35)
         if kind == "car":
             rear.details.append(
@@ -441,6 +457,38 @@ class StreetActors(SceneCanvas):
         self.shadows.append(self.ground_quad(s0, s1, z - 0.2, z + length))
         return parts
 
+    def _wheels(
+        self, kind: str, sx: float, axles: tuple[float, ...], radius: float, g: int
+    ) -> list[Obj]:
+        """Tyres with grey hubs on a vehicle's visible side (the plane X = sx), one per axle.
+
+        Real cars are told from the road below them by their wheels: dark discs standing on
+        the asphalt under the body. They are parts of the vehicle (its label and instance),
+        drawn over its side. No random draw: a scene with wheels is the same scene without.
+        """
+        angles = np.linspace(0, 2 * np.pi, 14, endpoint=False)
+        uv = self.cam.uv
+        wheels = []
+        for zc in axles:
+            tyre = [uv(sx, radius * (1 + math.sin(a)), zc + radius * math.cos(a)) for a in angles]
+            hub = [
+                uv(sx, radius * (1 + 0.55 * math.sin(a)), zc + 0.55 * radius * math.cos(a))
+                for a in angles
+            ]
+            wheel = Obj(kind, tyre, TYRE, zc - radius, g)
+            wheel.details.append((hub, HUB))
+            wheels.append(wheel)
+        return wheels
+
+    def _rear_tyres(
+        self, xl: float, r: float, inset: float, width: float, top: float
+    ) -> list[list[tuple[float, float]]]:
+        """The two tyres seen under a vehicle's rear (or front), as paint on its face."""
+        return [
+            [(x0, 0.0), (x0 + width, 0.0), (x0 + width, top), (x0, top)]
+            for x0 in (xl + inset, r - inset - width)
+        ]
+
     def _box_vehicle(
         self,
         x: float,
@@ -470,6 +518,7 @@ class StreetActors(SceneCanvas):
                 )
             )
             parts.append(side)
+            parts.extend(self._wheels("car", sx, (z + 0.9, z + length - 0.9), 0.34, g))
         rear = Obj(
             "car",
             self.front(z, [(xl + 0.1, 0), (r - 0.1, 0), (r, 0.3), (r, h), (xl, h), (xl, 0.3)]),
@@ -514,6 +563,9 @@ class StreetActors(SceneCanvas):
             )
         rear.details.append(
             (self.front(z, [(xl, 0.2), (r, 0.2), (r, 0.4), (xl, 0.4)]), (30, 30, 32))
+        )
+        rear.details.extend(
+            (self.front(z, t), TYRE) for t in self._rear_tyres(xl, r, 0.15, 0.3, 0.2)
         )
         parts.append(rear)
         s0, s1 = sorted((xl - 0.3 * self.sun_side, r + 0.6 * self.sun_side))
