@@ -252,6 +252,7 @@ class StreetActors(SceneCanvas):
         """A car, truck or bus whose near face is at distance z (its front when `oncoming`)."""
         rng = self.rng
         g = self._group()
+        double = False  # a double-decker bus, as on British streets
         if kind == "van":  # a panel van: labelled car in Cityscapes, tall and boxy
             kind = "car"
             w, h, length = rng.uniform(1.9, 2.1), rng.uniform(1.9, 2.5), rng.uniform(4.8, 6.0)
@@ -284,7 +285,9 @@ class StreetActors(SceneCanvas):
                 0.1,
             )
         else:  # bus
-            w, h, length = 2.55, rng.uniform(3.0, 3.3), rng.uniform(11, 13)
+            double = rng.uniform() < 0.5
+            h = rng.uniform(4.2, 4.45) if double else rng.uniform(3.0, 3.3)
+            w, length = 2.55, rng.uniform(11, 13)
             paint = jitter(
                 rng,
                 [(240, 200, 30), (200, 30, 40), (230, 230, 230), (40, 120, 180)][
@@ -294,6 +297,7 @@ class StreetActors(SceneCanvas):
             )
         xl, r = x - w / 2, x + w / 2
         parts: list[Obj] = []
+        glass = self._glass()
         shade = tuple(int(c * 0.75) for c in paint)
         body = 0.5 * h if kind == "car" else 0.92 * h
         # the side we can see (the one facing the camera's X)
@@ -323,13 +327,14 @@ class StreetActors(SceneCanvas):
                                 (z + length * 0.35, h - 0.08),
                             ]
                         ],
-                        (40, 45, 55),
+                        glass,
                     )
                 )
             elif kind == "bus":
-                side.details.append(
-                    (self.side_quad(sx, z + 0.5, z + length - 0.5, h * 0.5, h * 0.85), (35, 45, 55))
-                )
+                for y0, y1 in ((0.3, 0.47), (0.64, 0.88)) if double else ((0.5, 0.85),):
+                    side.details.append(
+                        (self.side_quad(sx, z + 0.5, z + length - 0.5, h * y0, h * y1), glass)
+                    )
             parts.append(side)
             axles: tuple[float, ...]
             if kind == "car":
@@ -387,7 +392,7 @@ class StreetActors(SceneCanvas):
                             (xl + 0.28, h - 0.08),
                         ],
                     ),
-                    jitter(rng, (50, 60, 75), 0.2),
+                    glass,
                 )
             )
             for lx in (xl + 0.08, r - 0.33):
@@ -428,13 +433,13 @@ class StreetActors(SceneCanvas):
                     self.front(
                         z,
                         [
-                            (xl + 0.2, h * 0.55),
-                            (r - 0.2, h * 0.55),
+                            (xl + 0.2, h * (0.66 if double else 0.55)),
+                            (r - 0.2, h * (0.66 if double else 0.55)),
                             (r - 0.2, h * 0.9),
                             (xl + 0.2, h * 0.9),
                         ],
                     ),
-                    (40, 50, 60),
+                    glass,
                 )
             )
         else:
@@ -456,6 +461,12 @@ class StreetActors(SceneCanvas):
         s0, s1 = sorted((xl - 0.3 * self.sun_side, r + 0.6 * self.sun_side))
         self.shadows.append(self.ground_quad(s0, s1, z - 0.2, z + length))
         return parts
+
+    def _glass(self) -> tuple[int, int, int]:
+        """Vehicle window glass: dark, or up to two thirds the sky it reflects (overcast
+        streets show cars' rear windows nearly as bright as the sky)."""
+        dark = jitter(self.rng, (42, 50, 62), 0.15)
+        return mix(dark, self.style.sky_color, self.rng.uniform(0.0, 0.65))
 
     def _wheels(
         self, kind: str, sx: float, axles: tuple[float, ...], radius: float, g: int
@@ -501,6 +512,7 @@ class StreetActors(SceneCanvas):
     ) -> list[Obj]:
         """A boxy vehicle (a van): side, rear with windows, lights and bumper."""
         xl, r = x - w / 2, x + w / 2
+        glass = self._glass()
         parts: list[Obj] = []
         sx = xl if xl > 0 else (r if r < 0 else None)
         if sx is not None:
@@ -514,7 +526,7 @@ class StreetActors(SceneCanvas):
             side.details.append(
                 (
                     self.side_quad(sx, z + length - 1.6, z + length - 0.3, h * 0.55, h * 0.9),
-                    (40, 45, 55),
+                    glass,
                 )
             )
             parts.append(side)
@@ -537,7 +549,7 @@ class StreetActors(SceneCanvas):
                         (xl + 0.15, h * 0.92),
                     ],
                 ),
-                (45, 50, 60),
+                glass,
             )
         )
         rear.details.append(
