@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from pathlib import Path
 
@@ -202,6 +203,25 @@ def test_vehicles_stand_on_their_wheels() -> None:
     ahead = builder._vehicle(0.0, 10.0, "bus")
     assert not [p for p in ahead if p.color == TYRE]
     assert sum(color == TYRE for _, color in ahead[-1].details) == 2
+
+
+def test_bare_crowns_show_what_is_behind_them() -> None:
+    """`_draw` keeps, under each tree crown, the facade it hides: its gaps show that facade,
+    not the sky; without crowns there is nothing to keep."""
+    from cityseg.data.synth import _draw
+    from cityseg.data.synth_geometry import Obj
+
+    sky = Obj("sky", [(0, 0), (40, 0), (40, 20), (0, 20)], (150, 180, 220), math.inf)
+    facade = Obj("building", [(20, 0), (40, 0), (40, 20), (20, 20)], (120, 60, 40), 30.0)
+    crown = Obj("vegetation", [(10, 0), (30, 0), (30, 20), (10, 20)], (40, 90, 30), 10, crown=True)
+    rgb, index, behind, behind_index = _draw([sky, facade, crown], (40, 20))
+    assert behind is not None and behind_index is not None
+    assert np.asarray(rgb)[5, 25].tolist() == [40, 90, 30]  # the crown, as it is painted
+    assert index[5, 25] == 3 and behind_index[5, 25] == 2  # hiding the facade
+    assert np.asarray(behind)[5, 25].tolist() == [120, 60, 40]
+    assert behind_index[5, 15] == 1  # and the sky to its left
+    _, _, none, none_index = _draw([sky, facade], (40, 20))
+    assert none is None and none_index is None
 
 
 def test_cities_look_different() -> None:

@@ -188,11 +188,24 @@ def _window(tile: np.ndarray, rng: np.random.Generator, height: int, width: int)
     return tile[top : top + height, left : left + width]
 
 
-def _draw(objects: list[Obj], size: tuple[int, int]) -> tuple[Image.Image, np.ndarray]:
-    """Paint the colour image and an object-index image (0 = nothing) from the polygons."""
+def _draw(
+    objects: list[Obj], size: tuple[int, int]
+) -> tuple[Image.Image, np.ndarray, Image.Image | None, np.ndarray | None]:
+    """Paint the colour image and an object-index image (0 = nothing) from the polygons.
+
+    With tree crowns in the frame, also what the crowns hide: the colour and object index of
+    the scene painted without them, up to the last crown (what comes after is in front), so
+    that a bare crown shows the facade behind its twigs, not always the sky. (None, None)
+    without crowns.
+    """
     rgb = Image.new("RGB", size)
     index = Image.new("I", size, 0)
     paint, mark = ImageDraw.Draw(rgb), ImageDraw.Draw(index)
+    last_crown = max((k for k, ob in enumerate(objects, start=1) if ob.crown), default=0)
+    behind = Image.new("RGB", size) if last_crown else None
+    behind_index = Image.new("I", size, 0) if last_crown else None
+    back = ImageDraw.Draw(behind) if behind is not None else None
+    back_mark = ImageDraw.Draw(behind_index) if behind_index is not None else None
     for k, ob in enumerate(objects, start=1):
         if name2label[ob.label].id < 0:  # json2labelImg skips negative ids; so do we
             continue
@@ -200,7 +213,17 @@ def _draw(objects: list[Obj], size: tuple[int, int]) -> tuple[Image.Image, np.nd
         mark.polygon(ob.polygon, fill=k)
         for pts, color in ob.details:
             paint.polygon(pts, fill=color)
-    return rgb, np.asarray(index)
+        if back is not None and back_mark is not None and k < last_crown and not ob.crown:
+            back.polygon(ob.polygon, fill=ob.color)
+            back_mark.polygon(ob.polygon, fill=k)
+            for pts, color in ob.details:
+                back.polygon(pts, fill=color)
+    return (
+        rgb,
+        np.asarray(index),
+        behind,
+        None if behind_index is None else np.asarray(behind_index),
+    )
 
 
 def _shade(
@@ -213,10 +236,12 @@ def _shade(
     rng: np.random.Generator,
     crown: np.ndarray | None = None,
     style: CityStyle | None = None,
+    behind: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """Texture, shadows, sky, time of day, fog, rain, noise: all from the same geometry.
 
-    Works on the three colour planes apart: NumPy broadcasting a per-pixel factor over an
+    `behind`: (RGB float32, is-sky bool) of the scene without tree crowns, which the crowns'
+    gaps show. Works on the three colour planes apart: NumPy broadcasting a per-pixel factor over an
     innermost axis of 3 runs 5-10x slower than the same operation on contiguous planes
     (`bench synth`), and every step here is such a per-pixel factor.
     """
@@ -257,7 +282,7 @@ def _shade(
         for top in tops:
             top += (white - top) * burn
     if crown is not None and crown.any():
-        _foliage(planes, crown, leaf, twig, cond, sky_rows)
+        _foliage(planes, crown, leaf, twig, cond, sky_rows, behind)
     # time of day (darker and warmer toward dusk), then aerial perspective / fog by depth
     tint = np.array([1.0, 1 - 0.18 * cond.time_of_day, 1 - 0.4 * cond.time_of_day], np.float32)
     visibility = 1500.0 if cond.fog == 0 else 25 + 250 * (1 - cond.fog)
@@ -302,12 +327,16 @@ def _foliage(
     twig: np.ndarray,
     cond: Conditions,
     sky_rows: int,
+    behind: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> None:
     """Tree crowns as clumps of leaves with sky between them, or bare twigs in winter.
 
     Flat green blobs do not look like trees: real crowns are a dense texture of light and
     dark leaves, and in a Cambridge winter (CamVid) mostly a lattice of twigs over the sky.
     `planes` are the frame's colour planes (changed in place), the sky already painted.
+    Through the gaps shows what is behind the crown (`behind`: colour and is-sky, see
+    `_draw`): the shaded sky where that is sky, else the facade or hedge there, in the
+    canopy's shade. Without `behind`, the sky everywhere.
     """
     ys, xs = np.nonzero(crown)
     base = [plane[ys, xs] for plane in planes]
@@ -320,8 +349,11 @@ def _foliage(
     gap = (lv > threshold).astype(np.float32)
     branches = np.clip(0.2 + 0.8 * tw - 0.25 * (lv - threshold), 0, 1)
     shade = 1 + 0.45 * np.clip(lv, -1.8, 1.8)
-    for plane, colour, bark in zip(planes, base, (85, 78, 70), strict=True):
+    back_sky = None if behind is None else behind[1][ys, xs]
+    for c, (plane, colour, bark) in enumerate(zip(planes, base, (85, 78, 70), strict=True)):
         column_sky = plane[sky_row, xs] if sky_rows > 0 else np.float32(200)
+        if behind is not None and back_sky is not None:
+            column_sky = np.where(back_sky, column_sky, behind[0][ys, xs, c] * np.float32(0.8))
         open_sky = column_sky * (1 - branches) + np.float32(bark) * brightness * branches
         plane[ys, xs] = colour * shade * (1 - gap) + open_sky * gap
 
@@ -359,7 +391,7 @@ def _render(
     builder = SceneBuilder(city_style, rng, size)
     objects = builder.build()
     cond = _conditions(city_style, rng)
-    rgb, index = _draw(objects, size)
+    rgb, index, behind_rgb, behind_index = _draw(objects, size)
     label_lut = np.zeros(len(objects) + 1, np.uint8)
     label_lut[1:] = [name2label[ob.label].id & 0xFF for ob in objects]
     label_ids = np.take(label_lut, index)
@@ -390,6 +422,12 @@ def _render(
         rng,
         crown=crown,
         style=city_style,
+        behind=None
+        if behind_rgb is None or behind_index is None
+        else (
+            np.asarray(behind_rgb).astype(np.float32),
+            np.take(label_lut, behind_index) == SKY_ID,
+        ),
     )
     out: np.ndarray = np.clip(image, 0, 255).astype(np.uint8)
     if cond.blur > 0:  # defocus / motion softness, scaled with the frame size
