@@ -205,6 +205,23 @@ def test_vehicles_stand_on_their_wheels() -> None:
     assert sum(color == TYRE for _, color in ahead[-1].details) == 2
 
 
+def test_a_car_across_the_view_shows_its_profile_on_two_wheels() -> None:
+    builder = SceneBuilder(make_style("probe", 0, 0), np.random.default_rng(0), (1024, 512))
+    builder.build()
+    builder.rng = np.random.default_rng(2)
+    body, *wheels = builder._profile_car(0.0, 20.0, facing=1)
+    assert body.label == "car" and len(wheels) == 2
+    assert all(w.label == "car" and w.group == body.group and w.color == TYRE for w in wheels)
+    us = [u for u, _ in body.polygon]
+    width_px = max(us) - min(us)  # 4.0-4.8 m long, seen side on at 20 m
+    assert 4.0 * builder.cam.scale(20.0) - 2 <= width_px <= 4.8 * builder.cam.scale(20.0) + 2
+    ground = builder.cam.uv(0.0, 0.0, 20.0)[1]
+    for wheel in wheels:  # standing on the road, one near each end
+        assert max(v for _, v in wheel.polygon) == pytest.approx(ground, abs=1)
+    centres = sorted(sum(u for u, _ in w.polygon) / len(w.polygon) for w in wheels)
+    assert min(us) < centres[0] < centres[1] < max(us)
+
+
 def test_bare_crowns_show_what_is_behind_them() -> None:
     """`_draw` keeps, under each tree crown, the facade it hides: its gaps show that facade,
     not the sky; without crowns there is nothing to keep."""

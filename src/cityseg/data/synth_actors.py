@@ -11,6 +11,16 @@ from cityseg.data.synth_geometry import Obj, Point, SceneCanvas, jitter, mix
 # A person's proportions, as fractions of their height: half shoulder width, hip and neck
 # height, head radius (`_person_pts` draws the figure, `_person` dresses it on the same lines).
 SHOULDER, HIP, NECK, HEAD = 0.13, 0.52, 0.84, 0.065
+# Car paints: silver, black, grey, red, blue, white, olive.
+CAR_PAINTS: tuple[tuple[int, int, int], ...] = (
+    (200, 200, 205),
+    (30, 30, 35),
+    (110, 110, 115),
+    (150, 20, 25),
+    (20, 40, 110),
+    (230, 230, 225),
+    (70, 80, 60),
+)
 # Tyres and their hubs (steel or alloy), seen on vehicles' sides and under their rears.
 TYRE, HUB = (22, 22, 24), (112, 114, 120)
 
@@ -226,6 +236,10 @@ class StreetActors(SceneCanvas):
                     else:
                         self.add_street(z, self._vehicle(x, z, str(kind), oncoming))
                 z += rng.uniform(7, 30) / (0.4 + st.traffic)
+        if rng.uniform() < 0.15 + 0.25 * st.traffic:  # a car crossing ahead, at a junction
+            z = rng.uniform(12, 45)
+            x = rng.uniform(self.lanes_l + 1.0, self.lanes_r - 1.0)
+            self.add_street(z, self._profile_car(x, z, 1 if rng.uniform() < 0.5 else -1))
         for side in (-1, 1):  # kerbside parking: cars, vans and bikes along the curb
             if not self.kerb.get(side):
                 continue
@@ -262,19 +276,7 @@ class StreetActors(SceneCanvas):
             return self._box_vehicle(x, z, w, h, length, paint, g)
         if kind == "car":
             w, h, length = rng.uniform(1.7, 2.0), rng.uniform(1.35, 1.65), rng.uniform(4.0, 4.8)
-            paint = jitter(
-                rng,
-                [
-                    (200, 200, 205),
-                    (30, 30, 35),
-                    (110, 110, 115),
-                    (150, 20, 25),
-                    (20, 40, 110),
-                    (230, 230, 225),
-                    (70, 80, 60),
-                ][int(rng.integers(7))],
-                0.1,
-            )
+            paint = jitter(rng, CAR_PAINTS[int(rng.integers(len(CAR_PAINTS)))], 0.1)
         elif kind in ("truck", "caravan", "trailer"):
             w, h, length = rng.uniform(2.3, 2.55), rng.uniform(2.8, 3.8), rng.uniform(6, 10)
             paint = jitter(
@@ -460,6 +462,75 @@ class StreetActors(SceneCanvas):
         parts.append(rear)
         s0, s1 = sorted((xl - 0.3 * self.sun_side, r + 0.6 * self.sun_side))
         self.shadows.append(self.ground_quad(s0, s1, z - 0.2, z + length))
+        return parts
+
+    def _profile_car(self, x: float, z: float, facing: int) -> list[Obj]:
+        """A car seen whole from its side, centred at x across the view in the plane Z = z (in
+        a side street, waiting at the junction): body, windows and both wheels, its bonnet
+        toward `facing` (+1: the camera's right). Real streets show cars this way at every
+        junction; along the street they show only rears and fronts."""
+        rng = self.rng
+        g = self._group()
+        length, h = rng.uniform(4.0, 4.8), rng.uniform(1.35, 1.6)
+        body = 0.5 * h
+        paint = jitter(rng, CAR_PAINTS[int(rng.integers(len(CAR_PAINTS)))], 0.1)
+        glass = self._glass()
+
+        def at(u: float) -> float:  # distance u (0 rear .. 1 front) along the car, as X
+            return x + facing * (u - 0.5) * length
+
+        outline = [
+            (at(0.0), 0.12),
+            (at(1.0), 0.12),
+            (at(1.0), body * 0.9),
+            (at(0.97), body),
+            (at(0.72), body * 1.05),
+            (at(0.6), h),
+            (at(0.22), h),
+            (at(0.08), body * 1.05),
+            (at(0.0), body),
+        ]
+        car = Obj("car", self.front(z, outline), paint, z, g)
+        car.details.append(
+            (
+                self.front(
+                    z,
+                    [
+                        (at(0.12), body * 1.1),
+                        (at(0.68), body * 1.1),
+                        (at(0.58), h - 0.07),
+                        (at(0.24), h - 0.07),
+                    ],
+                ),
+                glass,
+            )
+        )
+        car.details.append(  # the sill's shadow line
+            (
+                self.front(
+                    z, [(at(0.05), 0.12), (at(0.95), 0.12), (at(0.95), 0.2), (at(0.05), 0.2)]
+                ),
+                mix(paint, (0, 0, 0), 0.4),
+            )
+        )
+        radius = 0.32
+        angles = np.linspace(0, 2 * np.pi, 14, endpoint=False)
+        parts = [car]
+        for u in (0.18, 0.82):
+            xc = at(u)
+            tyre = self.front(
+                z, [(xc + radius * math.cos(a), radius * (1 + math.sin(a))) for a in angles]
+            )
+            hub = self.front(
+                z,
+                [
+                    (xc + 0.55 * radius * math.cos(a), radius * (1 + 0.55 * math.sin(a)))
+                    for a in angles
+                ],
+            )
+            wheel = Obj("car", tyre, TYRE, z - 0.01, g)
+            wheel.details.append((hub, HUB))
+            parts.append(wheel)
         return parts
 
     def _glass(self) -> tuple[int, int, int]:

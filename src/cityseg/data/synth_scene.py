@@ -269,6 +269,11 @@ class SceneBuilder(StreetActors):
         a, b = sorted((e, e + side * 0.3))
         road.details.append((self.ground_quad(a, b, z0, z1), paint))  # give-way line
         out = [road]
+        if rng.uniform() < 0.3 + 0.5 * st.traffic:  # a car waiting at the junction, side on
+            facing = -side if rng.uniform() < 0.7 else side  # mostly toward the main road
+            x = e + side * rng.uniform(2.0, 6.0)  # its middle, just past the give-way line
+            z = rng.uniform(z0 + 1.5, max(z0 + 1.5, z1 - 2.0))
+            out.extend(self._profile_car(x, z, facing))
         # the corner buildings of the side street, facing it, further along
         for x_off in (rng.uniform(12, 25), rng.uniform(30, 50)):
             x = e + side * x_off
