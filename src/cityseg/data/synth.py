@@ -266,7 +266,9 @@ def _shade(
     """Texture, shadows, sky, time of day, fog, rain, noise: all from the same geometry.
 
     `behind`: per crown pixel (in `np.nonzero(crown)` order), the colour float32 (N, 3) and
-    is-sky bool (N,) of the scene without tree crowns, which the crowns' gaps show. Works on the three colour planes apart: NumPy broadcasting a per-pixel factor over an
+    is-sky bool (N,) of the scene without tree crowns, which the crowns' gaps show.
+
+    Works on the three colour planes apart: NumPy broadcasting a per-pixel factor over an
     innermost axis of 3 runs 5-10x slower than the same operation on contiguous planes
     (`bench synth`), and every step here is such a per-pixel factor.
     """
@@ -374,11 +376,10 @@ def _foliage(
     gap = (lv > threshold).astype(np.float32)
     branches = np.clip(0.2 + 0.8 * tw - 0.25 * (lv - threshold), 0, 1)
     shade = 1 + 0.45 * np.clip(lv, -1.8, 1.8)
-    back_sky = None if behind is None else behind[1]
     for c, (plane, colour, bark) in enumerate(zip(planes, base, (85, 78, 70), strict=True)):
         column_sky = plane[sky_row, xs] if sky_rows > 0 else np.float32(200)
-        if behind is not None and back_sky is not None:
-            column_sky = np.where(back_sky, column_sky, behind[0][:, c] * np.float32(0.8))
+        if behind is not None:
+            column_sky = np.where(behind[1], column_sky, behind[0][:, c] * np.float32(0.8))
         open_sky = column_sky * (1 - branches) + np.float32(bark) * brightness * branches
         plane[ys, xs] = colour * shade * (1 - gap) + open_sky * gap
 

@@ -23,6 +23,7 @@ CAR_PAINTS: tuple[tuple[int, int, int], ...] = (
 )
 # Tyres and their hubs (steel or alloy), seen on vehicles' sides and under their rears.
 TYRE, HUB = (22, 22, 24), (112, 114, 120)
+ANGLES = np.linspace(0, 2 * np.pi, 14, endpoint=False)  # a wheel's outline, 14 points
 
 # Clothes on real streets: mostly black, navy, greys, browns, olive and beige.
 CLOTHES: tuple[tuple[int, int, int], ...] = (
@@ -513,24 +514,10 @@ class StreetActors(SceneCanvas):
                 mix(paint, (0, 0, 0), 0.4),
             )
         )
-        radius = 0.32
-        angles = np.linspace(0, 2 * np.pi, 14, endpoint=False)
         parts = [car]
         for u in (0.18, 0.82):
             xc = at(u)
-            tyre = self.front(
-                z, [(xc + radius * math.cos(a), radius * (1 + math.sin(a))) for a in angles]
-            )
-            hub = self.front(
-                z,
-                [
-                    (xc + 0.55 * radius * math.cos(a), radius * (1 + 0.55 * math.sin(a)))
-                    for a in angles
-                ],
-            )
-            wheel = Obj("car", tyre, TYRE, z - 0.01, g)
-            wheel.details.append((hub, HUB))
-            parts.append(wheel)
+            parts.append(self._wheel("car", (xc, z), True, z - 0.01, 0.32, g))
         return parts
 
     def _glass(self) -> tuple[int, int, int]:
@@ -548,19 +535,34 @@ class StreetActors(SceneCanvas):
         the asphalt under the body. They are parts of the vehicle (its label and instance),
         drawn over its side. No random draw: a scene with wheels is the same scene without.
         """
-        angles = np.linspace(0, 2 * np.pi, 14, endpoint=False)
+        return [self._wheel(kind, (sx, zc), False, zc - radius, radius, g) for zc in axles]
+
+    def _wheel(
+        self,
+        kind: str,
+        at: tuple[float, float],
+        across: bool,
+        depth: float,
+        radius: float,
+        g: int,
+    ) -> Obj:
+        """One tyre with its grey hub standing on the road at ground point `at` (X, Z): in the
+        plane Z = const for a car seen side on (`across`), else in the plane X = const of a
+        vehicle's side seen along the street."""
+        x, z = at
         uv = self.cam.uv
-        wheels = []
-        for zc in axles:
-            tyre = [uv(sx, radius * (1 + math.sin(a)), zc + radius * math.cos(a)) for a in angles]
-            hub = [
-                uv(sx, radius * (1 + 0.55 * math.sin(a)), zc + 0.55 * radius * math.cos(a))
-                for a in angles
+
+        def ring(scale: float) -> list[Point]:
+            offsets = [
+                (scale * radius * math.cos(a), radius * (1 + scale * math.sin(a))) for a in ANGLES
             ]
-            wheel = Obj(kind, tyre, TYRE, zc - radius, g)
-            wheel.details.append((hub, HUB))
-            wheels.append(wheel)
-        return wheels
+            if across:
+                return [uv(x + u, y, z) for u, y in offsets]
+            return [uv(x, y, z + u) for u, y in offsets]
+
+        wheel = Obj(kind, ring(1.0), TYRE, depth, g)
+        wheel.details.append((ring(0.55), HUB))
+        return wheel
 
     def _rear_tyres(
         self, xl: float, r: float, inset: float, width: float, top: float
