@@ -29,6 +29,16 @@ TTA_SCALES_OPTION = typer.Option(
     help="Zoom factors of the scales modes, comma-separated (chosen on validation).",
 )
 SPLITS = ("train", "val", "test")
+# Shared by the commands that score or choose on a dataset: evaluate, select-ensemble, select-tta.
+DATA_OPTION = typer.Option(
+    None, "--data", help="Dataset root (its split.json names the sets); default: the run's."
+)
+MANIFEST_OPTION = typer.Option(
+    None, "--manifest", help="Split manifest (default <data>/split.json)."
+)
+RUNTIME_OPTION = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert.")
+CHOOSE_ON_OPTION = typer.Option("val", "--split", help="The set to choose on: val (never test).")
+LINES_JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object instead of lines.")
 
 
 def _fail(message: str) -> NoReturn:
@@ -168,19 +178,15 @@ def evaluate(
         "--predictions",
         help="Folder of labelIds PNGs (<city>_<seq>_<frame>_leftImg8bit.png) to score instead.",
     ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Dataset root (its split.json names the sets); default: the run's."
-    ),
-    manifest: Path | None = typer.Option(
-        None, "--manifest", help="Split manifest (default <data>/split.json)."
-    ),
+    data: Path | None = DATA_OPTION,
+    manifest: Path | None = MANIFEST_OPTION,
     split: str = typer.Option(
         "auto",
         "--split",
         help="Set to score: val (model selection) or test (report once); auto = val for a "
         "model, the set the names of --predictions belong to (official val needs no manifest).",
     ),
-    runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
+    runtime: str = RUNTIME_OPTION,
     tta: str = TTA_OPTION,
     tta_scales: str = TTA_SCALES_OPTION,
     out: Path | None = typer.Option(
@@ -235,19 +241,15 @@ def select_ensemble(
     runs: list[Path] = typer.Option(
         ..., "--run", metavar="PATH", help="A candidate run folder or export; repeat it."
     ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Dataset root (its split.json names the sets); default: the run's."
-    ),
-    manifest: Path | None = typer.Option(
-        None, "--manifest", help="Split manifest (default <data>/split.json)."
-    ),
-    split: str = typer.Option("val", "--split", help="The set to choose on: val (never test)."),
-    runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
+    data: Path | None = DATA_OPTION,
+    manifest: Path | None = MANIFEST_OPTION,
+    split: str = CHOOSE_ON_OPTION,
+    runtime: str = RUNTIME_OPTION,
     max_members: int | None = typer.Option(None, "--max-members", min=1, help="At most this many."),
     out: Path | None = typer.Option(
         None, "--out", help="Folder for selection.json (each step's members and score)."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
+    as_json: bool = LINES_JSON_OPTION,
 ) -> None:
     """Choose an ensemble's members on validation: greedy forward selection (Caruana, 2004)."""
     from cityseg.inference.ensemble import select_ensemble as select
@@ -286,14 +288,10 @@ def select_tta(
         metavar="PATH",
         help="Run folder or export; repeat it for an ensemble (the mean softmax).",
     ),
-    data: Path | None = typer.Option(
-        None, "--data", help="Dataset root (its split.json names the sets); default: the run's."
-    ),
-    manifest: Path | None = typer.Option(
-        None, "--manifest", help="Split manifest (default <data>/split.json)."
-    ),
-    split: str = typer.Option("val", "--split", help="The set to choose on: val (never test)."),
-    runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
+    data: Path | None = DATA_OPTION,
+    manifest: Path | None = MANIFEST_OPTION,
+    split: str = CHOOSE_ON_OPTION,
+    runtime: str = RUNTIME_OPTION,
     candidates: str = typer.Option(
         DEFAULT_TTA_CANDIDATES,
         "--candidates",
@@ -307,7 +305,7 @@ def select_tta(
         "--out",
         help="Folder for tta_selection.json (default: the run folder; an ensemble needs one).",
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of lines."),
+    as_json: bool = LINES_JSON_OPTION,
 ) -> None:
     """Choose the zoom factors of test-time augmentation on validation, for a model or ensemble."""
     from cityseg.inference.tta import parse_candidates, select_scales
@@ -439,7 +437,7 @@ def predict(
     fmt: str = typer.Option(
         "labelIds", "--format", help="labelIds (official evaluator) | categories | color | overlay."
     ),
-    runtime: str = typer.Option("auto", "--runtime", help="auto | keras | onnx | litert."),
+    runtime: str = RUNTIME_OPTION,
     batch_size: int = typer.Option(8, "--batch-size", help="Images per forward pass."),
     tta: str = TTA_OPTION,
     tta_scales: str = TTA_SCALES_OPTION,
