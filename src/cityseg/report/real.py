@@ -203,6 +203,8 @@ def section_recipes(
 
     if not recipes:
         return
+    # flip + zoom scores, read once: a column of the table and a line under it
+    zoom = {run.name: read_scores(run.run_dir, "test", "hflip_scales") or {} for run in recipes}
     rows = []
     for run in recipes:
         test = official(run, "test")
@@ -217,7 +219,7 @@ def section_recipes(
                 fmt(run.score("val", "category_iou")),
                 f"**{fmt(run.score('test', 'category_iou'))}**",
                 fmt(_tta(run, "hflip")),
-                zoom_cell(read_scores(run.run_dir, "test", "hflip_scales")),
+                zoom_cell(zoom[run.name]),
                 *(fmt(test.get(c)) for c in EVAL_CATEGORIES),
                 f"{num(run.metrics.get('train_time_s')) / 60:.1f}"
                 + (" †" if run.metrics.get("trained_on_machine") else ""),
@@ -287,8 +289,11 @@ def section_recipes(
                 f" Chosen on the validation drive: `{chosen.name}` (val {_val(chosen):.3f}), "
                 f"test {_test(chosen):.3f}."
             )
-        zoomed = {r.name: _tta(r, "hflip_scales") for r in runs}
-        zoomed = {name: score for name, score in zoomed.items() if not math.isnan(score)}
+        zoomed = {
+            r.name: num(zoom[r.name]["category_iou"])
+            for r in runs
+            if zoom[r.name].get("category_iou") is not None
+        }
         if zoomed:  # test-time augmentation is an inference choice: reported beside, not instead
             top = max(zoomed, key=zoomed.__getitem__)
             line += f" With flip and zoom at test time, the best is `{top}` at {zoomed[top]:.3f}."
