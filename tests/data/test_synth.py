@@ -222,6 +222,26 @@ def test_a_car_across_the_view_shows_its_profile_on_two_wheels() -> None:
     assert min(us) < centres[0] < centres[1] < max(us)
 
 
+def test_facades_carry_signs_above_head_height() -> None:
+    """Signs on a facade are labelled traffic sign (CamVid's SignSymbol), sit between 2.4 and
+    5 m up on the stretch of wall they were given, and stop where they would be sub-pixel."""
+    builder = SceneBuilder(make_style("probe", 0, 0), np.random.default_rng(0), (1024, 512))
+    builder.build()
+    builder.rng = np.random.default_rng(3)
+    builder.street = []
+    builder.wall_signs(-1, -8.0, 10.0, 60.0)
+    signs = [part for _, _, parts in builder.street for part in parts]
+    assert len(signs) >= 3 and all(s.label == "traffic sign" and s.details for s in signs)
+    for sign in signs:
+        assert 10.0 <= sign.depth <= 60.0
+        vs = [v for _, v in sign.polygon]
+        assert builder.cam.uv(-8.0, 5.0, sign.depth)[1] - 2 <= min(vs)
+        assert max(vs) <= builder.cam.uv(-8.0, 2.4, sign.depth)[1] + 2
+    builder.street = []
+    builder.wall_signs(-1, -8.0, 2000.0, 2100.0)  # a few pixels per metre: none drawn
+    assert not builder.street
+
+
 def test_bare_crowns_show_what_is_behind_them() -> None:
     """`_draw` keeps, under each tree crown, the facade it hides: its gaps show that facade,
     not the sky; without crowns there is nothing to keep."""

@@ -25,6 +25,23 @@ CAR_PAINTS: tuple[tuple[int, int, int], ...] = (
 TYRE, HUB = (22, 22, 24), (112, 114, 120)
 ANGLES = np.linspace(0, 2 * np.pi, 14, endpoint=False)  # a wheel's outline, 14 points
 
+# Paint of lamp posts and sign poles: galvanised grey, black, dark green, light grey.
+POLE_PAINTS: tuple[tuple[int, int, int], ...] = (
+    (120, 120, 118),
+    (45, 47, 46),
+    (40, 62, 48),
+    (150, 152, 150),
+)
+# Board and lettering of the signs fixed to facades: white, blue, black, yellow, red, green.
+WALL_SIGNS: tuple[tuple[tuple[int, int, int], tuple[int, int, int]], ...] = (
+    ((235, 235, 230), (30, 30, 35)),
+    ((30, 60, 150), (235, 235, 240)),
+    ((22, 24, 28), (230, 230, 225)),
+    ((225, 185, 30), (25, 25, 25)),
+    ((150, 30, 35), (235, 225, 210)),
+    ((30, 100, 60), (235, 235, 230)),
+)
+
 # Clothes on real streets: mostly black, navy, greys, browns, olive and beige.
 CLOTHES: tuple[tuple[int, int, int], ...] = (
     (25, 25, 28),
@@ -101,7 +118,7 @@ class StreetActors(SceneCanvas):
     def _pole(self, x: float, z: float, side: int) -> list[Obj]:
         rng = self.rng
         kind = rng.choice(["lamp", "sign", "light"], p=[0.4, 0.35, 0.25])
-        grey = jitter(rng, (120, 120, 118), 0.2)
+        grey = jitter(rng, POLE_PAINTS[int(rng.integers(len(POLE_PAINTS)))], 0.2)
         h = {
             "lamp": rng.uniform(6, 9),
             "sign": rng.uniform(2.4, 3.2),
@@ -203,6 +220,44 @@ class StreetActors(SceneCanvas):
                 )
             parts.append(box)
         return parts
+
+    def wall_signs(self, side: int, x: float, z0: float, z1: float) -> None:
+        """Signs fixed to a facade (the plane X = x, from z0 to z1) above head height: plates
+        flat on the wall (street names, directions) and blade signs standing out over the
+        sidewalk at right angles to it.
+
+        Real streets carry many: CamVid labels them SignSymbol, and nearly half of its real
+        `object` pixels were called construction by models that had only seen signs on poles.
+        """
+        rng = self.rng
+        z = z0 + rng.uniform(1.0, 8.0)
+        while z < z1 - 1.5 and self.cam.scale(z) >= 4:  # beyond, a sign is under 2 pixels
+            board, ink = WALL_SIGNS[int(rng.integers(len(WALL_SIGNS)))]
+            board = jitter(rng, board, 0.08)
+            y = rng.uniform(2.4, 4.2)
+            if rng.uniform() < 0.5:  # a plate on the wall
+                w, h = rng.uniform(0.5, 1.4), rng.uniform(0.25, 0.8)
+                xs = x - side * 0.06
+                sign = Obj("traffic sign", self.side_quad(xs, z, z + w, y, y + h), board, z)
+                inner = self.side_quad(xs, z + 0.15 * w, z + 0.85 * w, y + 0.3 * h, y + 0.7 * h)
+            else:  # a blade sign on a bracket, facing the camera
+                w, h = rng.uniform(0.45, 0.9), rng.uniform(0.4, 0.9)
+                a, b = sorted((x - side * 0.15, x - side * (0.15 + w)))
+                rect = [(a, y), (b, y), (b, y + h), (a, y + h)]
+                sign = Obj("traffic sign", self.front(z, rect), board, z)
+                da, dh = 0.15 * (b - a), 0.3 * h
+                inner = self.front(
+                    z,
+                    [
+                        (a + da, y + dh),
+                        (b - da, y + dh),
+                        (b - da, y + h - dh),
+                        (a + da, y + h - dh),
+                    ],
+                )
+            sign.details.append((inner, jitter(rng, ink, 0.05)))
+            self.add_street(z, [sign])
+            z += rng.uniform(5.0, 18.0)
 
     def _bin(self, x: float, z: float) -> list[Obj]:
         rng = self.rng

@@ -252,6 +252,7 @@ class SceneBuilder(StreetActors):
             w = min(h * 0.6, self.side_w[side] + self.lane_w * 1.5)
             a, b = sorted((x, x - side * w))
             self.shadows.append(self.ground_quad(a, b, z0, z1))
+        self.wall_signs(side, x, z0, z1)
         return [ob]
 
     def _side_street(self, side: int, z0: float, z1: float) -> list[Obj]:
