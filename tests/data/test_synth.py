@@ -242,6 +242,32 @@ def test_facades_carry_signs_above_head_height() -> None:
     assert not builder.street
 
 
+def test_a_dim_evening_darkens_the_street_under_a_bright_sky(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`dim` (a camera exposed for the evening sky) leaves the street several times darker
+    while the sky keeps its light: the same frame's road at dim 1 is under a third as bright,
+    its sky at least nine tenths as bright."""
+    import dataclasses
+
+    from cityseg.data import synth
+
+    draw = synth._conditions
+    road, sky = name2label["road"].id, name2label["sky"].id
+    means = {}
+    for dim in (0.0, 1.0):
+        monkeypatch.setattr(
+            synth,
+            "_conditions",
+            lambda style, rng, dim=dim: dataclasses.replace(draw(style, rng), dim=dim, fog=0.0),
+        )
+        image, labels, _ = render_frame(make_style("probe", 0, 0), 7, (256, 128))
+        grey = image.astype(np.float32).mean(axis=2)
+        means[dim] = (grey[labels == road].mean(), grey[labels == sky].mean())
+    assert means[1.0][0] < means[0.0][0] / 3
+    assert means[1.0][1] >= 0.9 * means[0.0][1]
+
+
 def test_bare_crowns_show_what_is_behind_them() -> None:
     """`_draw` keeps, under each tree crown, the facade it hides: its gaps show that facade,
     not the sky; without crowns there is nothing to keep."""

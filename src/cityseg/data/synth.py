@@ -104,6 +104,7 @@ class Conditions:
     vignette: float = 0.0  # darkening of the corners, 0..1
     jpeg: int = 0  # JPEG quality of the camera's compression (0 = none)
     motion: int = 0  # horizontal motion-blur length in pixels at 1024 wide (0 = none)
+    dim: float = 0.0  # an evening exposed for the bright sky: how dark the street is, 0..1
 
 
 def _conditions(style: CityStyle, rng: np.random.Generator) -> Conditions:
@@ -125,6 +126,10 @@ def _conditions(style: CityStyle, rng: np.random.Generator) -> Conditions:
         vignette=float(extra.uniform(0.0, 0.45)),
         jpeg=int(extra.integers(30, 90)) if extra.uniform() < style.jpeg else 0,
         motion=int(extra.integers(3, 12)) if extra.uniform() < 0.2 else 0,
+        # most evening frames, and some overcast days, leave the street under-exposed
+        dim=float(extra.uniform(0.3, 1.0))
+        if extra.uniform() < (0.7 if base.time_of_day > 0.5 else 0.15)
+        else 0.0,
     )
 
 
@@ -318,6 +323,16 @@ def _shade(
     for plane, factor in zip(planes, tint * (1 - 0.45 * cond.time_of_day), strict=True):
         plane *= factor
         plane += (fog_color - plane) * haze
+    if cond.dim > 0:
+        # A camera exposing for a bright evening sky leaves the street several times darker
+        # than the sky, and cool: CamVid's dusk drive (0001TP) has its road at ~25 grey
+        # levels under a sky at ~160, where the renderer's dusk alone gave ~60 under ~150.
+        is_sky = label_ids == SKY_ID
+        for plane, cool in zip(
+            planes, (1 - 0.12 * cond.dim, 1.0, 1 + 0.08 * cond.dim), strict=True
+        ):
+            street = np.float32(cool * (1 - 0.75 * cond.dim))
+            plane *= np.where(is_sky, np.float32(1 + 0.25 * cond.dim), street)
     if cond.rain:
         layer = Image.new("L", (width, height), 0)
         draw = ImageDraw.Draw(layer)
