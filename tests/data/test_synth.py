@@ -26,6 +26,7 @@ from cityseg.data.synth import (
     split_counts,
 )
 from cityseg.data.synth_actors import TYRE
+from cityseg.data.synth_geometry import Obj
 from cityseg.data.synth_scene import SceneBuilder, make_style
 
 STEM = re.compile(r"^([a-z]+)_(\d{6})_(\d{6})$")
@@ -203,6 +204,29 @@ def test_vehicles_stand_on_their_wheels() -> None:
     ahead = builder._vehicle(0.0, 10.0, "bus")
     assert not [p for p in ahead if p.color == TYRE]
     assert sum(color == TYRE for _, color in ahead[-1].details) == 2
+
+
+def test_buses_show_lamps_plate_and_livery_front_and_rear() -> None:
+    """A bus's rear carries a yellow plate, red lamps and a window high up; its front a white
+    plate and a windscreen taller than that window. Drawing them takes no random draw."""
+    builder = SceneBuilder(make_style("probe", 0, 0), np.random.default_rng(0), (1024, 512))
+    builder.build()
+    paint, glass = (200, 30, 40), (42, 50, 62)
+    faces = {}
+    for oncoming in (False, True):
+        face = Obj("bus", [], paint, 12.0)
+        state = builder.rng.bit_generator.state
+        builder._bus_face(face, 0.0, 12.0, 2.55, 4.3, paint, glass, True, oncoming)
+        assert builder.rng.bit_generator.state == state
+        faces[oncoming] = {color: polygon for polygon, color in face.details}
+    rear, front = faces[False], faces[True]
+    assert (230, 195, 30) in rear and (190, 25, 25) in rear
+    assert (235, 235, 225) in front and (235, 230, 200) in front
+
+    def height(polygon: list[tuple[int, int]]) -> int:
+        return max(v for _, v in polygon) - min(v for _, v in polygon)
+
+    assert height(front[glass]) > 1.5 * height(rear[glass])
 
 
 def test_a_car_across_the_view_shows_its_profile_on_two_wheels() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -486,20 +487,7 @@ class StreetActors(SceneCanvas):
                 )
             )
         elif kind == "bus":
-            rear.details.append(
-                (
-                    self.front(
-                        z,
-                        [
-                            (xl + 0.2, h * (0.66 if double else 0.55)),
-                            (r - 0.2, h * (0.66 if double else 0.55)),
-                            (r - 0.2, h * 0.9),
-                            (xl + 0.2, h * 0.9),
-                        ],
-                    ),
-                    glass,
-                )
-            )
+            self._bus_face(rear, x, z, w, h, paint, glass, double, oncoming)
         else:
             rear.details.append(
                 (
@@ -515,10 +503,60 @@ class StreetActors(SceneCanvas):
                     mix(paint, (0, 0, 0), 0.15),
                 )
             )
+            self._lamps_and_plate(rear, x, z, w, oncoming)
         parts.append(rear)
         s0, s1 = sorted((xl - 0.3 * self.sun_side, r + 0.6 * self.sun_side))
         self.shadows.append(self.ground_quad(s0, s1, z - 0.2, z + length))
         return parts
+
+    def _bus_face(
+        self,
+        face: Obj,
+        x: float,
+        z: float,
+        w: float,
+        h: float,
+        paint: tuple[int, int, int],
+        glass: tuple[int, int, int],
+        double: bool,
+        oncoming: bool,
+    ) -> None:
+        """What a bus shows the camera: its rear (a livery band, an advertising panel under
+        the top deck's window, lamps, plate and bumper) or its front (a tall windscreen under
+        the destination display). Real buses seen close up are mostly such painted panels;
+        a plain block of paint with one window reads as a wall. No random draw."""
+        xl, r = x - w / 2, x + w / 2
+        rect = functools.partial(self.front_rect, z)  # (x0, x1, y0, y1) in metres
+
+        livery = (
+            mix(paint, (245, 245, 240), 0.7) if sum(paint) < 450 else mix(paint, (20, 40, 120), 0.7)
+        )
+        face.details.append((rect(xl, r, 0.3, 0.32 * h), livery))
+        if oncoming:  # the front: windscreen, destination display above it
+            face.details.append((rect(xl + 0.12, r - 0.12, 0.36 * h, 0.86 * h), glass))
+            face.details.append((rect(xl + 0.3, r - 0.3, 0.88 * h, 0.96 * h), (20, 20, 22)))
+            face.details.append((rect(x - 0.6, x + 0.6, 0.905 * h, 0.94 * h), (250, 170, 40)))
+        else:  # the rear: a window high up, an advertising panel or engine grille under it
+            top = 0.66 if double else 0.55
+            face.details.append((rect(xl + 0.2, r - 0.2, h * top, h * 0.9), glass))
+            panel = mix(livery, (255, 255, 255), 0.5)
+            face.details.append((rect(xl + 0.25, r - 0.25, h * 0.36, h * (top - 0.06)), panel))
+            for k in range(3):  # its lettering
+                y = h * (0.4 + k * (top - 0.48) / 3)
+                face.details.append((rect(xl + 0.45, r - 0.45 - 0.3 * k, y, y + 0.06 * h), paint))
+        self._lamps_and_plate(face, x, z, w, oncoming)
+
+    def _lamps_and_plate(self, face: Obj, x: float, z: float, w: float, oncoming: bool) -> None:
+        """Lamps at a large vehicle's lower corners, its number plate and bumper."""
+        xl, r = x - w / 2, x + w / 2
+        rect = functools.partial(self.front_rect, z)  # (x0, x1, y0, y1) in metres
+
+        lamp = (235, 230, 200) if oncoming else (190, 25, 25)
+        for a in (xl + 0.06, r - 0.24):
+            face.details.append((rect(a, a + 0.18, 0.45, 1.05), lamp))
+        face.details.append((rect(xl + 0.1, r - 0.1, 0.2, 0.38), (28, 30, 34)))  # bumper
+        plate = (235, 235, 225) if oncoming else (230, 195, 30)  # UK: white front, yellow rear
+        face.details.append((rect(x - 0.26, x + 0.26, 0.45, 0.57), plate))
 
     def _profile_car(self, x: float, z: float, facing: int) -> list[Obj]:
         """A car seen whole from its side, centred at x across the view in the plane Z = z (in

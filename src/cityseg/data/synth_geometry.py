@@ -178,6 +178,10 @@ class SceneCanvas:
         """Polygon in the plane Z = z (facing the camera), from (x, y) metres."""
         return [self.cam.uv(x, y, z) for x, y in pts]
 
+    def front_rect(self, z: float, x0: float, x1: float, y0: float, y1: float) -> list[Point]:
+        """A rectangle in the plane Z = z (facing the camera), from x0..x1 and y0..y1 metres."""
+        return self.front(z, [(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+
     def add_street(self, z: float, parts: list[Obj]) -> None:
         """Queue a street object (several polygons) to be painted in depth order."""
         self.street.append((z, len(self.street), parts))
