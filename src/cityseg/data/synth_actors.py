@@ -137,9 +137,7 @@ class StreetActors(SceneCanvas):
         if kind == "lamp":
             arm = -side * rng.uniform(1.0, 2.0)
             a, b = sorted((x, x + arm))
-            parts.append(
-                Obj("pole", self.front(z, [(a, h - 0.12), (b, h - 0.12), (b, h), (a, h)]), grey, z)
-            )
+            parts.append(Obj("pole", self.front_rect(z, a, b, h - 0.12, h), grey, z))
             lamp = Obj(
                 "pole",
                 self.front(
@@ -195,9 +193,7 @@ class StreetActors(SceneCanvas):
             y = h - 0.05
             box = Obj(
                 "traffic light",
-                self.front(
-                    z - 0.05, [(x - bw, y - bh * 2), (x + bw, y - bh * 2), (x + bw, y), (x - bw, y)]
-                ),
+                self.front_rect(z - 0.05, x - bw, x + bw, y - bh * 2, y),
                 jitter(rng, (35, 35, 30), 0.3),
                 z - 0.05,
             )
@@ -207,15 +203,7 @@ class StreetActors(SceneCanvas):
                 col = c if k == on else mix(c, (30, 30, 30), 0.8)
                 box.details.append(
                     (
-                        self.front(
-                            z - 0.05,
-                            [
-                                (x - 0.1, cy - 0.1),
-                                (x + 0.1, cy - 0.1),
-                                (x + 0.1, cy + 0.1),
-                                (x - 0.1, cy + 0.1),
-                            ],
-                        ),
+                        self.front_rect(z - 0.05, x - 0.1, x + 0.1, cy - 0.1, cy + 0.1),
                         col,
                     )
                 )
@@ -244,18 +232,9 @@ class StreetActors(SceneCanvas):
             else:  # a blade sign on a bracket, facing the camera
                 w, h = rng.uniform(0.45, 0.9), rng.uniform(0.4, 0.9)
                 a, b = sorted((x - side * 0.15, x - side * (0.15 + w)))
-                rect = [(a, y), (b, y), (b, y + h), (a, y + h)]
-                sign = Obj("traffic sign", self.front(z, rect), board, z)
+                sign = Obj("traffic sign", self.front_rect(z, a, b, y, y + h), board, z)
                 da, dh = 0.15 * (b - a), 0.3 * h
-                inner = self.front(
-                    z,
-                    [
-                        (a + da, y + dh),
-                        (b - da, y + dh),
-                        (b - da, y + h - dh),
-                        (a + da, y + h - dh),
-                    ],
-                )
+                inner = self.front_rect(z, a + da, b - da, y + dh, y + h - dh)
             sign.details.append((inner, jitter(rng, ink, 0.05)))
             self.add_street(z, [sign])
             z += rng.uniform(5.0, 18.0)
@@ -268,9 +247,7 @@ class StreetActors(SceneCanvas):
         )
         # bins and boxes are `static`; prams, carts and parked scooters are `dynamic`
         label = "static" if rng.uniform() < 0.7 else "dynamic"
-        return [
-            Obj(label, self.front(z, [(x - w, 0), (x + w, 0), (x + w, h), (x - w, h)]), color, z)
-        ]
+        return [Obj(label, self.front_rect(z, x - w, x + w, 0, h), color, z)]
 
     # -- vehicles and people -----------------------------------------------------------------
     def _traffic(self) -> None:
@@ -457,32 +434,19 @@ class StreetActors(SceneCanvas):
             for lx in (xl + 0.08, r - 0.33):
                 rear.details.append(
                     (
-                        self.front(
-                            z,
-                            [
-                                (lx, body - 0.22),
-                                (lx + 0.25, body - 0.22),
-                                (lx + 0.25, body - 0.08),
-                                (lx, body - 0.08),
-                            ],
-                        ),
+                        self.front_rect(z, lx, lx + 0.25, body - 0.22, body - 0.08),
                         (235, 230, 200) if oncoming else (190, 25, 25),
                     )
                 )
             rear.details.append(
                 (
-                    self.front(
-                        z, [(x - 0.26, 0.3), (x + 0.26, 0.3), (x + 0.26, 0.42), (x - 0.26, 0.42)]
-                    ),
+                    self.front_rect(z, x - 0.26, x + 0.26, 0.3, 0.42),
                     (225, 225, 215),
                 )
             )
             rear.details.append(
                 (
-                    self.front(
-                        z,
-                        [(xl + 0.35, 0.05), (r - 0.35, 0.05), (r - 0.35, 0.14), (xl + 0.35, 0.14)],
-                    ),
+                    self.front_rect(z, xl + 0.35, r - 0.35, 0.05, 0.14),
                     dark,
                 )
             )
@@ -491,15 +455,7 @@ class StreetActors(SceneCanvas):
         else:
             rear.details.append(
                 (
-                    self.front(
-                        z,
-                        [
-                            (xl + 0.1, h * 0.15),
-                            (r - 0.1, h * 0.15),
-                            (r - 0.1, h * 0.95),
-                            (xl + 0.1, h * 0.95),
-                        ],
-                    ),
+                    self.front_rect(z, xl + 0.1, r - 0.1, h * 0.15, h * 0.95),
                     mix(paint, (0, 0, 0), 0.15),
                 )
             )
@@ -601,9 +557,7 @@ class StreetActors(SceneCanvas):
         )
         car.details.append(  # the sill's shadow line
             (
-                self.front(
-                    z, [(at(0.05), 0.12), (at(0.95), 0.12), (at(0.95), 0.2), (at(0.05), 0.2)]
-                ),
+                self.front_rect(z, at(0.05), at(0.95), 0.12, 0.2),
                 mix(paint, (0, 0, 0), 0.4),
             )
         )
@@ -706,42 +660,24 @@ class StreetActors(SceneCanvas):
         )
         rear.details.append(
             (
-                self.front(
-                    z,
-                    [
-                        (xl + 0.15, h * 0.6),
-                        (r - 0.15, h * 0.6),
-                        (r - 0.15, h * 0.92),
-                        (xl + 0.15, h * 0.92),
-                    ],
-                ),
+                self.front_rect(z, xl + 0.15, r - 0.15, h * 0.6, h * 0.92),
                 glass,
             )
         )
         rear.details.append(
             (
-                self.front(
-                    z,
-                    [
-                        (x - 0.02, 0.35),
-                        (x + 0.02, 0.35),
-                        (x + 0.02, h * 0.95),
-                        (x - 0.02, h * 0.95),
-                    ],
-                ),
+                self.front_rect(z, x - 0.02, x + 0.02, 0.35, h * 0.95),
                 mix(paint, (0, 0, 0), 0.4),
             )
         )
         for lx in (xl + 0.05, r - 0.25):
             rear.details.append(
                 (
-                    self.front(z, [(lx, 0.5), (lx + 0.2, 0.5), (lx + 0.2, 0.9), (lx, 0.9)]),
+                    self.front_rect(z, lx, lx + 0.2, 0.5, 0.9),
                     (190, 25, 25),
                 )
             )
-        rear.details.append(
-            (self.front(z, [(xl, 0.2), (r, 0.2), (r, 0.4), (xl, 0.4)]), (30, 30, 32))
-        )
+        rear.details.append((self.front_rect(z, xl, r, 0.2, 0.4), (30, 30, 32)))
         rear.details.extend(
             (self.front(z, t), TYRE) for t in self._rear_tyres(xl, r, 0.15, 0.3, 0.2)
         )
@@ -897,9 +833,7 @@ class StreetActors(SceneCanvas):
         if moto:
             bike.details.append(
                 (
-                    self.front(
-                        z, [(x - 0.1, 0.55), (x + 0.1, 0.55), (x + 0.1, 0.7), (x - 0.1, 0.7)]
-                    ),
+                    self.front_rect(z, x - 0.1, x + 0.1, 0.55, 0.7),
                     (180, 30, 30),
                 )
             )

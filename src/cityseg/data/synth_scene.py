@@ -119,7 +119,7 @@ class SceneBuilder(StreetActors):
                 self.objects.append(
                     Obj(
                         "building",
-                        self.front(z, [(x, 0), (x + w, 0), (x + w, h), (x, h)]),
+                        self.front_rect(z, x, x + w, 0, h),
                         color,
                         z,
                     )
@@ -390,7 +390,7 @@ class SceneBuilder(StreetActors):
         )
         deck.details.append(
             (
-                self.front(z, [(x0, y0), (x1, y0), (x1, y0 + 0.25), (x0, y0 + 0.25)]),
+                self.front_rect(z, x0, x1, y0, y0 + 0.25),
                 mix(color, (0, 0, 0), 0.35),
             )
         )
@@ -399,7 +399,7 @@ class SceneBuilder(StreetActors):
             parts.append(
                 Obj(
                     "bridge",
-                    self.front(z, [(x - 0.4, 0), (x + 0.4, 0), (x + 0.4, y0), (x - 0.4, y0)]),
+                    self.front_rect(z, x - 0.4, x + 0.4, 0, y0),
                     mix(color, (0, 0, 0), 0.15),
                     z,
                 )
