@@ -325,8 +325,8 @@ def _shade(
         plane += (fog_color - plane) * haze
     if cond.dim > 0:
         # A camera exposing for a bright evening sky leaves the street several times darker
-        # than the sky, and cool: CamVid's dusk drive (0001TP) has its road at ~25 grey
-        # levels under a sky at ~160, where the renderer's dusk alone gave ~60 under ~150.
+        # than the sky, and cool: CamVid's dusk drive (0001TP) has its road and sidewalk at
+        # 27 grey levels under a sky at 163 (`scripts/drive_light.py data/camvid_imp`).
         is_sky = label_ids == SKY_ID
         for plane, cool in zip(
             planes, (1 - 0.12 * cond.dim, 1.0, 1 + 0.08 * cond.dim), strict=True
