@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from cityseg.data.cityscapes import DataError, list_samples, read_image, read_label
-from cityseg.data.labels import CATEGORIES, to_categories
+from cityseg.data.cityscapes import DataError, list_samples, read_sample
+from cityseg.data.labels import CATEGORIES
 
 SPLITS = ("train", "val", "test")
 FLAT, SKY = CATEGORIES.index("flat"), CATEGORIES.index("sky")
@@ -46,12 +46,12 @@ def main() -> None:
         for sample in samples:
             by_city[sample.city].append(sample)
         for city, frames in sorted(by_city.items()):
-            images = [read_image(s.image).astype(np.float32) for s in frames[:: args.step]]
+            pairs = [read_sample(s) for s in frames[:: args.step]]
+            images = [image.astype(np.float32) for image, _ in pairs]
             rgb = np.mean([im.reshape(-1, 3).mean(0) for im in images], axis=0)
             contrast = np.mean([im.std() for im in images])
             grey = [im.mean(axis=2) for im in images]
-            kept = [s for s in frames[:: args.step] if s.label is not None]
-            cats = [to_categories(read_label(s.label), source=str(s.label)) for s in kept]
+            cats = [c for _, c in pairs if c is not None]
             if len(cats) < len(grey):  # a split without labels: no per-category light
                 flat = sky = float("nan")
             else:
