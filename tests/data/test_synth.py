@@ -216,7 +216,7 @@ def test_buses_show_lamps_plate_and_livery_front_and_rear() -> None:
     for oncoming in (False, True):
         face = Obj("bus", [], paint, 12.0)
         state = builder.rng.bit_generator.state
-        builder._bus_face(face, 0.0, 12.0, 2.55, 4.3, paint, glass, True, oncoming)
+        builder._bus_face(face, 0.0, 12.0, 2.55, 4.3, paint, glass, double=True, oncoming=oncoming)
         assert builder.rng.bit_generator.state == state
         faces[oncoming] = {color: polygon for polygon, color in face.details}
     rear, front = faces[False], faces[True]

@@ -451,7 +451,7 @@ class StreetActors(SceneCanvas):
                 )
             )
         elif kind == "bus":
-            self._bus_face(rear, x, z, w, h, paint, glass, double, oncoming)
+            self._bus_face(rear, x, z, w, h, paint, glass, double=double, oncoming=oncoming)
         else:
             rear.details.append(
                 (
@@ -474,6 +474,7 @@ class StreetActors(SceneCanvas):
         h: float,
         paint: tuple[int, int, int],
         glass: tuple[int, int, int],
+        *,
         double: bool,
         oncoming: bool,
     ) -> None:
