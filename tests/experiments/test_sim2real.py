@@ -298,3 +298,34 @@ def test_ensembles_on_the_real_drive_are_reported_synthetic_only_if_every_member
     note = Note(tmp_path / "note2.md")
     section_sim2real(note, runs, tmp_path / "no-bench", ensembles_dir=tmp_path / "none")
     assert "Ensembles on the real drive" not in note.text()
+
+
+def test_drive_light_measures_the_grey_of_road_and_sky(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from cityseg.data.cityscapes import Sample
+    from cityseg.data.synth_stats import drive_light
+
+    road, sky = 7, 23  # Cityscapes label ids: flat and sky
+    samples = []
+    for k, (dark, bright) in enumerate([(20, 200), (40, 240)]):
+        image = np.zeros((2, 4, 3), np.uint8)
+        image[:, :2] = dark  # left half: road
+        image[:, 2:] = (bright - 30, bright, bright + 10)  # right half: sky, grey = bright - 20/3
+        ids = np.full((2, 4), road, np.uint8)
+        ids[:, 2:] = sky
+        Image.fromarray(image).save(tmp_path / f"{k}.png")
+        Image.fromarray(ids).save(tmp_path / f"{k}_ids.png")
+        samples.append(
+            Sample(tmp_path / f"{k}.png", tmp_path / f"{k}_ids.png", "c", "train", f"{k}")
+        )
+    light = drive_light(samples)
+    assert light["frames"] == 2
+    assert light["flat"] == pytest.approx(30.0)
+    assert light["sky"] == pytest.approx(220.0 - 20 / 3, abs=0.01)
+    assert light["mean"] == pytest.approx((30.0 + 220.0 - 20 / 3) / 2, abs=0.01)
+    unlabelled = [Sample(s.image, None, s.city, s.split, s.stem) for s in samples]
+    assert drive_light(unlabelled)["flat"] is None  # no labels: no per-category light
+    with pytest.raises(ValueError, match="at least one frame"):
+        drive_light([])
