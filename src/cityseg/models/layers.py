@@ -122,3 +122,91 @@ class FrozenBatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
         """Normalise with the moving mean and variance whatever `training` says."""
         return super().call(inputs, training=False, mask=mask)
+
+
+FEATURE_STYLES = ("none", "dsu", "mixstyle")
+
+
+@keras.saving.register_keras_serializable(package="cityseg")
+class FeatureStyle(keras.layers.Layer):
+    """Randomise each frame's channel statistics of a feature map while training.
+
+    Domain generalisation at the feature level: a frame's style (light, colour, texture
+    contrast) shows in the per-channel mean and standard deviation of its features, so a head
+    trained on features whose statistics move learns to rely less on them. The frame is
+    normalised with its own statistics and re-styled with new ones:
+
+    - `"dsu"`: Li et al., "Uncertainty Modeling for Out-of-Distribution Generalization"
+      (ICLR 2022). New mean and std drawn around the frame's own, with the spread the batch
+      shows for each channel (a std is kept above a tenth of the frame's own).
+    - `"mixstyle"`: Zhou et al., "Domain Generalization with MixStyle" (ICLR 2021). The
+      frame's statistics mixed with another frame's of the batch, weight ~ Beta(alpha, alpha).
+    - `"none"`: identity.
+
+    Each frame is re-styled with probability `p`. At inference the layer is the identity, so
+    exports and the service never see it.
+    """
+
+    def __init__(
+        self,
+        mode: str = "dsu",
+        p: float = 0.5,
+        alpha: float = 0.1,
+        epsilon: float = 1e-6,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if mode not in FEATURE_STYLES:
+            raise ValueError(f"FeatureStyle mode {mode!r} unknown; choose from {FEATURE_STYLES}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"FeatureStyle p must be in [0, 1]; got {p}")
+        self.mode = mode
+        self.p = float(p)
+        self.alpha = float(alpha)
+        self.epsilon = float(epsilon)
+        self.seed = seed
+        self._rng = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs: Any, training: Any = None) -> Any:
+        """Re-styled features while training, the inputs unchanged otherwise."""
+        if not training or self.mode == "none" or self.p == 0.0:
+            return inputs
+        ops = keras.ops
+        x = ops.cast(inputs, "float32")
+        mean = ops.stop_gradient(ops.mean(x, axis=(1, 2), keepdims=True))
+        std = ops.stop_gradient(ops.sqrt(ops.var(x, axis=(1, 2), keepdims=True) + self.epsilon))
+        normed = (x - mean) / std
+        if self.mode == "dsu":
+            mean_spread = ops.sqrt(ops.var(mean, axis=0, keepdims=True) + self.epsilon)
+            std_spread = ops.sqrt(ops.var(std, axis=0, keepdims=True) + self.epsilon)
+            new_mean = mean + keras.random.normal(ops.shape(mean), seed=self._rng) * mean_spread
+            new_std = std + keras.random.normal(ops.shape(std), seed=self._rng) * std_spread
+            # A draw below a tenth of the frame's own spread would flatten or flip its pattern.
+            new_std = ops.maximum(new_std, 0.1 * std)
+        else:
+            batch = ops.shape(x)[0]
+            weight = keras.random.beta(
+                (batch, 1, 1, 1), self.alpha, self.alpha, seed=self._rng, dtype="float32"
+            )
+            order = keras.random.shuffle(ops.arange(batch), seed=self._rng)
+            new_mean = weight * mean + (1.0 - weight) * ops.take(mean, order, axis=0)
+            new_std = weight * std + (1.0 - weight) * ops.take(std, order, axis=0)
+        styled = normed * new_std + new_mean
+        chosen = keras.random.uniform((ops.shape(x)[0], 1, 1, 1), seed=self._rng) < self.p
+        return ops.cast(ops.where(chosen, styled, x), inputs.dtype)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        """Same shape as the input."""
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        """Constructor arguments, for `.keras` serialisation."""
+        return {
+            **super().get_config(),
+            "mode": self.mode,
+            "p": self.p,
+            "alpha": self.alpha,
+            "epsilon": self.epsilon,
+            "seed": self.seed,
+        }

@@ -19,7 +19,7 @@ import keras
 
 from cityseg.models.deeplabv3plus import aspp, deeplab_decoder
 from cityseg.models.efficientnet_lite import PREPROCESS_MODE, build_lite0_encoder
-from cityseg.models.layers import EncoderPreprocess
+from cityseg.models.layers import EncoderPreprocess, FeatureStyle
 from cityseg.models.lraspp import lraspp_head
 from cityseg.models.registry import ModelSpec, register
 
@@ -33,12 +33,17 @@ def build_lraspp_lite0(
     *,
     head_filters: int = 128,
     frozen_bn: bool | None = None,
+    feature_style: str = "none",
+    feature_style_p: float = 0.5,
 ) -> keras.Model:
     """LR-ASPP on EfficientNet-Lite0; input multiple of 32.
 
     Args:
         head_filters: channels of the high-level branch.
         frozen_bn: encoder BatchNorm in inference mode; default: True with encoder weights.
+        feature_style: `FeatureStyle` mode ("none", "dsu", "mixstyle") on both encoder outputs
+            while training (domain generalisation; identity at inference).
+        feature_style_p: probability that a frame's features are re-styled.
     """
     inputs = keras.Input(input_shape, name="image")
     x = EncoderPreprocess(PREPROCESS_MODE, name="preprocess")(inputs)
@@ -46,6 +51,9 @@ def build_lraspp_lite0(
         input_shape, weights=encoder_weights, strides=(32, 8), frozen_bn=frozen_bn
     )
     high, low = encoder(x)
+    if feature_style != "none":
+        high = FeatureStyle(feature_style, feature_style_p, name="style_high")(high)
+        low = FeatureStyle(feature_style, feature_style_p, name="style_low")(low)
     outputs = lraspp_head(high, low, num_classes, head_filters, low_init="zeros")
     return keras.Model(inputs, outputs, name="lraspp_lite0")
 
