@@ -57,6 +57,30 @@ def test_the_pair_that_completes_each_other_is_chosen(samples: list[Sample]) -> 
         )
 
 
+def test_candidates_of_two_sizes_are_mixed_at_the_larger(samples: list[Sample]) -> None:
+    """A 64x32 and a 32x16 candidate (one aspect): each frame is letterboxed once at 64x32,
+    the small one sees it shrunk; together they still complete each other, and the ensemble
+    predictor built from the choice agrees with the selection's score."""
+    left = Predictor(
+        blocky.half_right(True),
+        name="left",
+        runtime="keras",
+        input_size=(64, 32),
+        source=Path("left"),
+    )
+    right = _candidate(blocky.half_right(False), "right")
+    result = select_ensemble([left, right], samples)
+    singles = {c["name"]: c["category_iou"] for c in result["candidates"]}
+    assert singles["left"] < 0.7 and singles["right"] < 0.7
+    assert result["members"] == ["left", "right"] and result["category_iou"] > 0.95
+    ensemble = Predictor.ensemble([left, right])
+    assert ensemble.input_size == (64, 32)
+    for sample in samples:
+        image = np.asarray(Image.open(sample.image).convert("RGB"))
+        truth = blocky.palette_truth(image[None].astype(float))[0]
+        assert (ensemble.predict(image) == truth).mean() > 0.95
+
+
 def test_max_members_stops_the_growth(samples: list[Sample]) -> None:
     left, right = (
         _candidate(blocky.half_right(True), "left"),
@@ -70,7 +94,7 @@ def test_bad_candidates_are_refused(samples: list[Sample]) -> None:
     with pytest.raises(ValueError, match="no candidate"):
         select_ensemble([], samples)
     other = Predictor(_constant, name="wide", runtime="keras", input_size=(64, 16))
-    with pytest.raises(ValueError, match=r"differ in input size .*wide: \(64, 16\)"):
+    with pytest.raises(ValueError, match=r"differ in aspect ratio .*wide: \(64, 16\)"):
         select_ensemble([_candidate(_constant, "c"), other], samples)
     with pytest.raises(ValueError, match="max_members must be >= 1"):
         select_ensemble([_candidate(_constant, "c")], samples, max_members=0)

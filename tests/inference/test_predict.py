@@ -188,7 +188,7 @@ def test_an_ensemble_of_runs_scores_like_its_predictions(
     wide.mkdir()
     create_model("unet_mini", input_size=(32, 32)).save(wide / "model.keras")
     refused = runner.invoke(app, ["evaluate", *runs, "--run", str(wide), *common, "--out", "x"])
-    assert refused.exit_code != 0 and "differ in input size" in refused.output
+    assert refused.exit_code != 0 and "differ in aspect ratio" in refused.output
 
 
 def _copy_tree(synth_root: Path, target: Path) -> Path:

@@ -309,8 +309,43 @@ def test_ensemble_members_are_checked(predictor: Predictor) -> None:
     with pytest.raises(ValueError, match="at least 2 models, got 1"):
         Predictor.ensemble([predictor])
     other = Predictor(_lopsided, name="wide", runtime="keras", input_size=(64, 16))
-    with pytest.raises(ValueError, match=r"differ in input size .*wide: \(64, 16\)"):
+    with pytest.raises(ValueError, match=r"differ in aspect ratio .*wide: \(64, 16\)"):
         Predictor.ensemble([predictor, other])
+    # 3 % off the lead's aspect is already a squash: refused too
+    near = Predictor(_lopsided, name="near", runtime="keras", input_size=(64, 31))
+    with pytest.raises(ValueError, match=r"differ in aspect ratio .*near: \(64, 31\)"):
+        Predictor.ensemble([predictor, near])
+
+
+def test_ensemble_of_two_sizes_mixes_at_the_larger(predictor: Predictor) -> None:
+    """Members of one aspect but two sizes: the frame is letterboxed once at the larger size,
+    the smaller member sees it shrunk and its softmax is enlarged back before the mean."""
+    import cv2
+
+    seen, spy = _spy()
+    large = Predictor(spy, name="large", runtime="keras", input_size=(64, 32))
+    ensemble = Predictor.ensemble([predictor, large])  # the palette model is 32x16
+    assert ensemble.input_size == (64, 32)
+    batch = colorize(_blocks(32, 64, seed=4))[None].astype(np.float32)
+    probs = ensemble.predict_probabilities(batch)
+    assert [b.shape for b in seen] == [(1, 32, 64, 3)]  # the large member: the frame as it is
+    small = cv2.resize(batch[0], SIZE, interpolation=cv2.INTER_AREA)[None]
+    enlarged = cv2.resize(_soft(predictor.predict_logits(small))[0], (64, 32))[None]
+    np.testing.assert_allclose(probs, (enlarged + _soft(_lopsided(batch))) / 2, atol=1e-5)
+    # The same model at two sizes finds the frame's categories wherever the small one can
+    # still see them: 16-pixel blocks, 5 pixels wide in its letterbox (only edges may move).
+    twice = Predictor.ensemble([predictor, _palette_at((64, 32))])
+    for seed in range(3):
+        truth = np.kron(_blocks(24, 32, seed=seed), np.ones((2, 2), np.uint8))
+        mask = twice.predict(colorize(truth))
+        assert mask.shape == truth.shape == (48, 64)
+        assert (mask == truth).mean() >= 0.9, (mask == truth).mean()
+
+
+def _palette_at(size: tuple[int, int]) -> Predictor:
+    from cityseg.inference.runtime import KerasBackend
+
+    return Predictor(KerasBackend(palette_model(size)), name="p", runtime="keras", input_size=size)
 
 
 def test_keras_backend_outside_tensorflow_calls_the_compiled_predict(monkeypatch) -> None:

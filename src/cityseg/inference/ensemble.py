@@ -3,7 +3,7 @@
 Caruana et al. (2004), "Ensemble selection from libraries of models": start from the best
 single model, then add, one at a time, the candidate whose softmax joined to the mean raises
 the category IoU the most; stop when no candidate raises it. Each candidate segments every
-frame once; its softmax is kept (float16, at the model's input size, before the letterbox is
+frame once; its softmax is kept (float16, at the largest input size, before the letterbox is
 cut off) so that scoring a mixture costs no model pass. Scores are whole-split confusion
 matrices at each label's original size, as `evaluate` computes them.
 
@@ -24,7 +24,7 @@ from cityseg.data import labels
 from cityseg.data.cityscapes import Sample, read_image
 from cityseg.data.resize import unletterbox
 from cityseg.evaluation.evaluate import _Accumulator, _gt, _progress
-from cityseg.inference.runtime import shared_input_size
+from cityseg.inference.runtime import ensemble_input_size
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +37,29 @@ def select_ensemble(
     batch_size: int = 8,
     progress: bool = False,
 ) -> dict[str, Any]:
-    """Greedy forward selection of members among `predictors` (`Predictor`s of one input size).
+    """Greedy forward selection of members among `predictors` (`Predictor`s of one aspect
+    ratio; each frame is letterboxed at the largest input size and resized for the others).
 
     Returns `{"candidates": [{name, category_iou}], "steps": [{added, members,
     category_iou}], "members": [...], "category_iou": ...}`: each step's members and their
     mixture's score; `members` is the last step's, the chosen ensemble. A member is named by
     its run folder (or model file), which `cityseg evaluate --run` takes back.
 
-    Memory: frames x input width x height x 8 classes x 2 bytes per candidate (CamVid's 101
-    validation frames at 480x352: 273 MB each; ten candidates peaked at 4.2 GB).
+    Memory: frames x input width x height x 8 classes x 2 bytes per candidate, at the largest
+    input size (CamVid's 101 validation frames at 480x352: 273 MB each; ten candidates peaked
+    at 4.2 GB).
     """
     if not predictors:
         raise ValueError("no candidate models to choose from")
-    shared_input_size(predictors, "candidates")
+    size = ensemble_input_size(predictors, "candidates")
+    lead = next(p for p in predictors if p.input_size == size)
     limit = len(predictors) if max_members is None else max_members
     if limit < 1:
         raise ValueError(f"max_members must be >= 1, got {max_members}")
     names = [str(p.source or p.name) for p in predictors]  # run folders: unique where names are not
     truths = [_gt(s) for s in samples]
-    # one input size for all: each frame is read and letterboxed once, for every candidate
-    prepared = [predictors[0].prepare(read_image(s.image)) for s in samples]
+    # each frame is read and letterboxed once, at the largest size, for every candidate
+    prepared = [lead.prepare(read_image(s.image)) for s in samples]
     canvases = np.stack([canvas for canvas, _, _ in prepared])
     placements = [(box, size) for _, box, size in prepared]
     starts = range(0, len(samples), batch_size)
@@ -65,7 +68,7 @@ def select_ensemble(
         frames = []
         for i in _progress(starts, f"softmax of {name}", progress):
             batch = canvases[i : i + batch_size].astype(np.float32)
-            frames.append(predictor.predict_probabilities(batch).astype(np.float16))
+            frames.append(predictor.probabilities_at(batch).astype(np.float16))
         probs.append(np.concatenate(frames))
 
     def score(members: Sequence[int]) -> float:

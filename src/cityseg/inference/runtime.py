@@ -179,20 +179,63 @@ class EnsembleBackend:
 
     The log of a probability is a valid logit (its softmax is the probability itself), so
     the `Predictor` around it needs no change: argmax, TTA and pseudo-labels all see the
-    ensemble's mean probabilities. Members must share the input size.
+    ensemble's mean probabilities.
+
+    Members may differ in input size if they share its aspect ratio (`ensemble_input_size`):
+    the batch, at `input_size`, is resized to each such member's own size (area when
+    shrinking, bilinear when enlarging) and its softmax resized back (bilinear) before the
+    mean. One letterbox then serves all: a 768x576 and a 640x480 model see the same photo.
     """
 
-    def __init__(self, members: Sequence[Backend]) -> None:
+    def __init__(
+        self,
+        members: Sequence[Backend],
+        sizes: Sequence[tuple[int, int]] | None = None,
+        input_size: tuple[int, int] | None = None,
+    ) -> None:
         if len(members) < 2:
             raise ValueError(f"an ensemble needs at least 2 models, got {len(members)}")
+        if sizes is not None and len(sizes) != len(members):
+            raise ValueError(f"{len(members)} members but {len(sizes)} input sizes")
         self.members = list(members)
+        self.sizes = list(sizes) if sizes is not None else [None] * len(self.members)
+        self.input_size = input_size
+
+    def _probabilities(
+        self, member: Backend, size: tuple[int, int] | None, batch: np.ndarray
+    ) -> np.ndarray:
+        own = (batch.shape[2], batch.shape[1])
+        if size is None or tuple(size) == own:
+            return _softmax(member(batch))
+        probs = _softmax(member(resize_batch(batch, size)))
+        return resize_batch(probs, own)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        total = _softmax(self.members[0](batch))
-        for member in self.members[1:]:
-            total += _softmax(member(batch))
+        pairs = zip(self.members, self.sizes, strict=True)
+        member, size = next(pairs)
+        total = self._probabilities(member, size, batch)
+        for member, size in pairs:
+            total += self._probabilities(member, size, batch)
         total /= len(self.members)
         return np.log(np.maximum(total, np.finfo(np.float32).tiny))
+
+
+def resize_batch(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize a float batch `(B, H, W, C)` to `size` = (w, h): area averaging when shrinking
+    (no aliasing), bilinear otherwise. Images and softmax alike (never labels: they are
+    resized nearest, in `cityseg.data.resize`)."""
+    import cv2
+
+    width, height = size
+    if batch.shape[1:3] == (height, width):
+        return batch
+    shrink = width * height < batch.shape[1] * batch.shape[2]
+    method = cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
+    out = [
+        cv2.resize(np.ascontiguousarray(x), (width, height), interpolation=method) for x in batch
+    ]
+    # cv2 drops a trailing axis of length 1
+    return np.stack(out).reshape(len(batch), height, width, batch.shape[3]).astype(np.float32)
 
 
 # --------------------------------------------------------------------------- predictor
@@ -295,20 +338,33 @@ class Predictor:
     def ensemble(cls, members: Sequence[Predictor]) -> Predictor:
         """One predictor averaging the softmax of `members` (each loaded with `load`).
 
-        Members must share the input size, so each frame is letterboxed once for all; the
-        back end refuses fewer than 2.
+        Each frame is letterboxed once, at the largest member's input size; members of another
+        size with the same aspect ratio see it resized (`EnsembleBackend`). Members of
+        different aspect ratios are refused, and the back end refuses fewer than 2.
         """
-        backend = EnsembleBackend([m.backend for m in members])
+        size = ensemble_input_size(members, "ensemble members")
+        backend = EnsembleBackend(
+            [m.backend for m in members], [m.input_size for m in members], size
+        )
         runtimes = {m.runtime for m in members}
         return cls(
             backend,
             name="+".join(m.name for m in members),
             runtime=runtimes.pop() if len(runtimes) == 1 else "mixed",
-            input_size=shared_input_size(members, "ensemble members"),
+            input_size=size,
             meta={"members": [str(m.source or m.name) for m in members]},
             tta=members[0].tta,
             scales=members[0].scales,
         )
+
+    def probabilities_at(self, batch: np.ndarray) -> np.ndarray:
+        """`predict_probabilities` of a batch at another size of the same aspect ratio (an
+        ensemble's): resized to this model's input size and its softmax resized back."""
+        batch = np.asarray(batch, dtype=np.float32)
+        own = (batch.shape[2], batch.shape[1])
+        if own == self.input_size:
+            return self.predict_probabilities(batch)
+        return resize_batch(self.predict_probabilities(resize_batch(batch, self.input_size)), own)
 
     @classmethod
     def _load_keras(cls, model_path: Path, *, run_dir: Path) -> Predictor:
@@ -483,14 +539,22 @@ class Predictor:
 # --------------------------------------------------------------------------- helpers
 
 
-def shared_input_size(predictors: Sequence[Predictor], what: str) -> tuple[int, int]:
-    """The input size all `predictors` share; a ValueError listing each one's where they differ
-    (`what` names them: "ensemble members", "candidates")."""
-    sizes = {p.input_size for p in predictors}
-    if len(sizes) != 1:
+def ensemble_input_size(predictors: Sequence[Predictor], what: str) -> tuple[int, int]:
+    """The input size at which `predictors` are mixed: the largest of theirs (fewest pixels
+    lost). Their sizes may differ only by a scale, so that one letterbox serves all: a
+    ValueError listing each one's where two aspect ratios differ by more than 1 % (a squash;
+    `what` names them: "ensemble members", "candidates")."""
+    sizes = [p.input_size for p in predictors]
+    if not sizes:
+        raise ValueError(f"no {what}")
+    width, height = max(sizes, key=lambda s: (s[0] * s[1], s))
+    if any(abs(w * height - h * width) > 0.01 * w * height for w, h in sizes):
         listed = ", ".join(f"{p.source or p.name}: {p.input_size}" for p in predictors)
-        raise ValueError(f"{what} differ in input size ({listed})")
-    return sizes.pop()
+        raise ValueError(
+            f"{what} differ in aspect ratio ({listed}): sizes may differ only by a scale, "
+            "so that one letterbox serves them all"
+        )
+    return width, height
 
 
 def _windows(length: int, window: int) -> list[int]:
