@@ -346,7 +346,7 @@ def section_ensembles(note: Note, folder: Path) -> None:
         f"{folder}/NAME` (add `--tta hflip_scales` for the flip + zoom columns): every member "
         "segments the same letterboxed frame, and the mean of their softmax is the answer. "
         "It costs the sum of its members' time (a model pass each); the members must share "
-        "their input size.",
+        "their aspect ratio (at different sizes the frame is resized for each).",
         table(
             [
                 "ensemble",
