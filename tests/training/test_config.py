@@ -9,7 +9,11 @@ import pytest
 from cityseg.training import config as config_mod
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-RUN_CONFIGS = sorted(CONFIGS.glob("*.yaml")) + sorted((CONFIGS / "cityscapes").glob("*.yaml"))
+RUN_CONFIGS = [
+    *sorted(CONFIGS.glob("*.yaml")),
+    *sorted((CONFIGS / "cityscapes").glob("*.yaml")),
+    *sorted((CONFIGS / "camvid").glob("*.yaml")),
+]
 
 
 @pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: p.relative_to(CONFIGS).as_posix())
@@ -18,7 +22,17 @@ def test_every_config_loads_and_its_name_says_model_size_and_loss(path: Path) ->
     assert cfg.model.name in path.stem
     assert config_mod.format_size(cfg.input_size) in path.stem
     assert path.stem.endswith(f"_{cfg.train.loss}")
-    assert cfg.name.endswith(path.stem.removeprefix("demo_"))
+    assert cfg.name.removesuffix("_refit").endswith(path.stem.removeprefix("demo_"))
+
+
+def test_second_stage_starts_from_the_first_stage_default_run() -> None:
+    """`cityseg train --config` of the ce_dice stage, then of the Lovász stage, with no --out:
+    the second finds the first's model where `train` puts it by default (runs/NAME)."""
+    first = config_mod.load(CONFIGS / "camvid" / "lraspp_lite0_768x576_ce_dice.yaml")
+    second = config_mod.load(CONFIGS / "camvid" / "lraspp_lite0_768x576_lovasz.yaml")
+    assert Path(second.model.init_from) == Path("runs") / first.name
+    assert (second.model.name, second.input_size) == (first.model.name, first.input_size)
+    assert second.data == first.data and second.train.loss == "lovasz"
 
 
 def test_every_registered_model_has_a_cpu_config() -> None:
