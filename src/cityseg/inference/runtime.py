@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -182,16 +182,13 @@ class EnsembleBackend:
     ensemble's mean probabilities.
 
     Members may differ in input size if they share its aspect ratio (`ensemble_input_size`):
-    the batch, at `input_size`, is resized to each such member's own size (area when
-    shrinking, bilinear when enlarging) and its softmax resized back (bilinear) before the
-    mean. One letterbox then serves all: a 768x576 and a 640x480 model see the same photo.
+    the batch, at the ensemble's input size, is resized to each such member's own size (area
+    when shrinking, bilinear when enlarging) and its softmax resized back (bilinear) before
+    the mean. One letterbox then serves all: a 768x576 and a 640x480 model see the same photo.
     """
 
     def __init__(
-        self,
-        members: Sequence[Backend],
-        sizes: Sequence[tuple[int, int]] | None = None,
-        input_size: tuple[int, int] | None = None,
+        self, members: Sequence[Backend], sizes: Sequence[tuple[int, int] | None] | None = None
     ) -> None:
         if len(members) < 2:
             raise ValueError(f"an ensemble needs at least 2 models, got {len(members)}")
@@ -199,25 +196,30 @@ class EnsembleBackend:
             raise ValueError(f"{len(members)} members but {len(sizes)} input sizes")
         self.members = list(members)
         self.sizes = list(sizes) if sizes is not None else [None] * len(self.members)
-        self.input_size = input_size
-
-    def _probabilities(
-        self, member: Backend, size: tuple[int, int] | None, batch: np.ndarray
-    ) -> np.ndarray:
-        own = (batch.shape[2], batch.shape[1])
-        if size is None or tuple(size) == own:
-            return _softmax(member(batch))
-        probs = _softmax(member(resize_batch(batch, size)))
-        return resize_batch(probs, own)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        pairs = zip(self.members, self.sizes, strict=True)
-        member, size = next(pairs)
-        total = self._probabilities(member, size, batch)
-        for member, size in pairs:
-            total += self._probabilities(member, size, batch)
+        total = np.zeros((*batch.shape[:3], NUM_CLASSES), np.float32)
+        for member, size in zip(self.members, self.sizes, strict=True):
+            total += at_size(_softmax_of(member), batch, size)
         total /= len(self.members)
         return np.log(np.maximum(total, np.finfo(np.float32).tiny))
+
+
+def _softmax_of(backend: Backend) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda batch: _softmax(backend(batch))
+
+
+def at_size(
+    probabilities: Callable[[np.ndarray], np.ndarray],
+    batch: np.ndarray,
+    size: tuple[int, int] | None,
+) -> np.ndarray:
+    """`probabilities(batch)` computed at `size` = (w, h) (None: as the batch is): the batch
+    resized to it, the answer resized back to the batch's own size."""
+    own = (batch.shape[2], batch.shape[1])
+    if size is None or tuple(size) == own:
+        return probabilities(batch)
+    return resize_batch(probabilities(resize_batch(batch, size)), own)
 
 
 def resize_batch(batch: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -343,9 +345,7 @@ class Predictor:
         different aspect ratios are refused, and the back end refuses fewer than 2.
         """
         size = ensemble_input_size(members, "ensemble members")
-        backend = EnsembleBackend(
-            [m.backend for m in members], [m.input_size for m in members], size
-        )
+        backend = EnsembleBackend([m.backend for m in members], [m.input_size for m in members])
         runtimes = {m.runtime for m in members}
         return cls(
             backend,
@@ -360,11 +360,7 @@ class Predictor:
     def probabilities_at(self, batch: np.ndarray) -> np.ndarray:
         """`predict_probabilities` of a batch at another size of the same aspect ratio (an
         ensemble's): resized to this model's input size and its softmax resized back."""
-        batch = np.asarray(batch, dtype=np.float32)
-        own = (batch.shape[2], batch.shape[1])
-        if own == self.input_size:
-            return self.predict_probabilities(batch)
-        return resize_batch(self.predict_probabilities(resize_batch(batch, self.input_size)), own)
+        return at_size(self.predict_probabilities, np.asarray(batch, np.float32), self.input_size)
 
     @classmethod
     def _load_keras(cls, model_path: Path, *, run_dir: Path) -> Predictor:
