@@ -25,6 +25,35 @@ def test_every_config_loads_and_its_name_says_model_size_and_loss(path: Path) ->
     assert cfg.name.removesuffix("_refit").endswith(path.stem.removeprefix("demo_"))
 
 
+@pytest.mark.parametrize(
+    "path", sorted((CONFIGS / "sim2real").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_every_sim2real_config_loads_and_its_name_says_model_and_size(path: Path) -> None:
+    cfg = config_mod.load(path)
+    assert cfg.model.name in path.stem
+    assert config_mod.format_size(cfg.input_size) in path.stem
+    assert cfg.model.encoder_weights != "imagenet" or cfg.model.freeze_epochs >= cfg.train.epochs, (
+        "an ImageNet encoder tuned on rendered textures fits the renderer (s2r_07)"
+    )
+
+
+def test_the_best_sim2real_config_is_the_readme_command_line() -> None:
+    """The config the README runs is the 192x160 one with the overrides its runs were made with."""
+    base = config_mod.load(
+        CONFIGS / "sim2real" / "lraspp_lite0_192x160.yaml",
+        [
+            "data.size=384x288",
+            "train.epochs=8",
+            "model.freeze_epochs=8",
+            "train.loss=ce_dice",
+            "data.root=data/synth_v11",
+            "name=s2r",
+        ],
+    )
+    best = config_mod.load(CONFIGS / "sim2real" / "lraspp_lite0_384x288_ce_dice.yaml", ["name=s2r"])
+    assert best == base
+
+
 def test_second_stage_starts_from_the_first_stage_default_run() -> None:
     """`cityseg train --config` of the ce_dice stage, then of the Lovász stage, with no --out:
     the second finds the first's model where `train` puts it by default (runs/NAME)."""
