@@ -35,6 +35,7 @@ def build_lraspp_lite0(
     frozen_bn: bool | None = None,
     feature_style: str = "none",
     feature_style_p: float = 0.5,
+    low_stride: int = 8,
 ) -> keras.Model:
     """LR-ASPP on EfficientNet-Lite0; input multiple of 32.
 
@@ -44,17 +45,27 @@ def build_lraspp_lite0(
         feature_style: `FeatureStyle` mode ("none", "dsu", "mixstyle") on both encoder outputs
             while training (domain generalisation; identity at inference).
         feature_style_p: probability that a frame's features are re-styled.
+        low_stride: stride of the skip features, 8 (the paper's), 16 (Lite0's block 5: more
+            semantic, fewer textures) or 0 (no skip: the 1/32 branch alone).
     """
+    if low_stride not in (0, 8, 16):
+        raise ValueError(f"lraspp_lite0 low_stride must be 0, 8 or 16, not {low_stride!r}")
     inputs = keras.Input(input_shape, name="image")
     x = EncoderPreprocess(PREPROCESS_MODE, name="preprocess")(inputs)
+    strides = (32, low_stride) if low_stride else (32,)
     encoder = build_lite0_encoder(
-        input_shape, weights=encoder_weights, strides=(32, 8), frozen_bn=frozen_bn
+        input_shape, weights=encoder_weights, strides=strides, frozen_bn=frozen_bn
     )
-    high, low = encoder(x)
+    features = encoder(x)
+    features = list(features) if isinstance(features, list | tuple) else [features]
+    high, low = features[0], (features[1] if low_stride else None)
     if feature_style != "none":
         high = FeatureStyle(feature_style, feature_style_p, name="style_high")(high)
-        low = FeatureStyle(feature_style, feature_style_p, name="style_low")(low)
-    outputs = lraspp_head(high, low, num_classes, head_filters, low_init="zeros")
+        if low is not None:
+            low = FeatureStyle(feature_style, feature_style_p, name="style_low")(low)
+    outputs = lraspp_head(
+        high, low, num_classes, head_filters, low_init="zeros", low_stride=low_stride or 32
+    )
     return keras.Model(inputs, outputs, name="lraspp_lite0")
 
 

@@ -50,26 +50,35 @@ def build_lraspp(
 
 
 def lraspp_head(
-    high, low, num_classes: int, head_filters: int, *, low_init: str = "glorot_uniform"
+    high,
+    low,
+    num_classes: int,
+    head_filters: int,
+    *,
+    low_init: str = "glorot_uniform",
+    low_stride: int = 8,
 ):
-    """The LR-ASPP head on 1/32 (`high`) and 1/8 (`low`) features; logits at full size.
+    """The LR-ASPP head on 1/32 (`high`) and 1/`low_stride` (`low`) features; full-size logits.
 
-    `low_init` initialises the 1/8 classifier: "zeros" for an encoder whose 1/8 features are not
+    `low_init` initialises the low classifier: "zeros" for an encoder whose 1/8 features are not
     normalised (EfficientNet-Lite0's have std 6.5, so a Glorot classifier starts with logits of
     std 8.5 and a cross-entropy of 8 that a frozen encoder's first epoch cannot unlearn).
+    `low` None: no skip, the 1/32 branch alone (`low_stride` is then ignored).
     """
     branch = conv_bn_relu(high, head_filters, 1, name="lraspp_high")
     gate = keras.layers.GlobalAveragePooling2D(keepdims=True, name="lraspp_pool")(high)
     gate = keras.layers.Conv2D(head_filters, 1, activation="sigmoid", name="lraspp_gate")(gate)
     x = keras.layers.Multiply(name="lraspp_attend")([branch, gate])
-    x = upsample(x, 4, name="lraspp_up")
-    high_logits = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="lraspp_high_cls")(x)
-    low_logits = keras.layers.Conv2D(
-        num_classes, 1, kernel_initializer=low_init, dtype="float32", name="lraspp_low_cls"
-    )(low)
-    x = keras.layers.Add(dtype="float32", name="lraspp_sum")([high_logits, low_logits])
+    stride = 32 if low is None else low_stride
+    x = upsample(x, 32 // stride, name="lraspp_up")
+    x = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="lraspp_high_cls")(x)
+    if low is not None:
+        low_logits = keras.layers.Conv2D(
+            num_classes, 1, kernel_initializer=low_init, dtype="float32", name="lraspp_low_cls"
+        )(low)
+        x = keras.layers.Add(dtype="float32", name="lraspp_sum")([x, low_logits])
     return keras.layers.UpSampling2D(
-        8, interpolation="bilinear", dtype="float32", name="logits_up"
+        stride, interpolation="bilinear", dtype="float32", name="logits_up"
     )(x)
 
 
