@@ -41,3 +41,9 @@ def test_lite0_skip_stride_picks_the_encoder_features_it_names(
 def test_lite0_skip_stride_refuses_what_lite0_cannot_give() -> None:
     with pytest.raises(ValueError, match="low_stride must be 0, 8 or 16, not 4"):
         create_model("lraspp_lite0", input_size=(64, 64), encoder_weights=None, low_stride=4)
+
+
+def test_lite0_last_block_feeds_the_high_branch_320_channels() -> None:
+    model = create_model("lraspp_lite0", input_size=(64, 64), encoder_weights=None, last_block=True)
+    assert model(np.zeros((1, 64, 64, 3), "float32")).shape == (1, 64, 64, 8)
+    assert np.asarray(model.get_layer("lraspp_high_conv").kernel).shape[2] == 320

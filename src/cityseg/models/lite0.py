@@ -36,6 +36,7 @@ def build_lraspp_lite0(
     feature_style: str = "none",
     feature_style_p: float = 0.5,
     low_stride: int = 8,
+    last_block: bool = False,
 ) -> keras.Model:
     """LR-ASPP on EfficientNet-Lite0; input multiple of 32.
 
@@ -47,6 +48,8 @@ def build_lraspp_lite0(
         feature_style_p: probability that a frame's features are re-styled.
         low_stride: stride of the skip features, 8 (the paper's), 16 (Lite0's block 5: more
             semantic, fewer textures) or 0 (no skip: the 1/32 branch alone).
+        last_block: the 1/32 branch on the 320-channel last block instead of the 1280-channel
+            head conv that ImageNet's classifier was trained on.
     """
     if low_stride not in (0, 8, 16):
         raise ValueError(f"lraspp_lite0 low_stride must be 0, 8 or 16, not {low_stride!r}")
@@ -54,7 +57,11 @@ def build_lraspp_lite0(
     x = EncoderPreprocess(PREPROCESS_MODE, name="preprocess")(inputs)
     strides = (32, low_stride) if low_stride else (32,)
     encoder = build_lite0_encoder(
-        input_shape, weights=encoder_weights, strides=strides, frozen_bn=frozen_bn
+        input_shape,
+        weights=encoder_weights,
+        strides=strides,
+        frozen_bn=frozen_bn,
+        last_block=last_block,
     )
     features = encoder(x)
     features = list(features) if isinstance(features, list | tuple) else [features]
