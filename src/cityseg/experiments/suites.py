@@ -185,13 +185,10 @@ def _name_from(overrides: dict[str, Any]) -> str:
 
 
 def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = tree
-    for key in keys[:-1]:
-        node = node.setdefault(key, {})
-        if not isinstance(node, dict):
-            raise SuiteError(f"override {dotted!r}: {key!r} is not a config section")
-    node[keys[-1]] = copy.deepcopy(value)
+    try:
+        config_mod.set_dotted(tree, dotted, value)
+    except KeyError as err:
+        raise SuiteError(err.args[0]) from err
 
 
 def get_field(tree: dict[str, Any], dotted: str) -> Any:

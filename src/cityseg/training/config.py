@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +12,7 @@ import yaml
 
 from cityseg.common.sizes import format_size, parse_size
 
-__all__ = ["Config", "format_size", "load", "parse_size"]
+__all__ = ["Config", "format_size", "load", "parse_size", "set_dotted"]
 
 
 @dataclass(frozen=True)
@@ -134,14 +135,19 @@ _SECTIONS = {
 }
 
 
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+def set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set `tree["a"]["b"] = value` for `dotted` "a.b", making sections as needed (in place).
+
+    The value is deep-copied, so later changes to `tree` never reach the caller's objects.
+    Raises KeyError when a key on the way holds a value, not a section.
+    """
     keys = dotted.split(".")
     node = tree
     for key in keys[:-1]:
         node = node.setdefault(key, {})
         if not isinstance(node, dict):
             raise KeyError(f"override {dotted!r}: {key!r} is not a section")
-    node[keys[-1]] = value
+    node[keys[-1]] = copy.deepcopy(value)
 
 
 def from_dict(values: dict[str, Any]) -> Config:
@@ -169,5 +175,5 @@ def load(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] 
         if "=" not in item:
             raise ValueError(f"override {item!r} is not key=value")
         key, raw = item.split("=", 1)
-        _set_dotted(tree, key.strip(), yaml.safe_load(raw))
+        set_dotted(tree, key.strip(), yaml.safe_load(raw))
     return from_dict(tree)
