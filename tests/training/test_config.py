@@ -47,6 +47,7 @@ def test_the_best_sim2real_config_is_the_readme_command_line() -> None:
             "model.freeze_epochs=8",
             "train.loss=ce_dice",
             "data.root=data/synth_v11",
+            "model.kwargs.low_stride=16",
             "name=s2r",
         ],
     )
