@@ -63,15 +63,14 @@ def build_lraspp_lite0(
         frozen_bn=frozen_bn,
         last_block=last_block,
     )
-    features = encoder(x)
-    features = list(features) if isinstance(features, list | tuple) else [features]
-    high, low = features[0], (features[1] if low_stride else None)
+    high, *skip = encoder(x)  # a list, one feature map per stride asked for
+    low = skip[0] if skip else None
     if feature_style != "none":
         high = FeatureStyle(feature_style, feature_style_p, name="style_high")(high)
         if low is not None:
             low = FeatureStyle(feature_style, feature_style_p, name="style_low")(low)
     outputs = lraspp_head(
-        high, low, num_classes, head_filters, low_init="zeros", low_stride=low_stride or 32
+        high, low, num_classes, head_filters, low_init="zeros", low_stride=low_stride
     )
     return keras.Model(inputs, outputs, name="lraspp_lite0")
 
