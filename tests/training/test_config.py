@@ -137,3 +137,13 @@ def test_copy_paste_goes_from_labelled_frames_onto_pseudo_labelled_ones() -> Non
     assert _paste_arguments(config_mod.DataConfig(), samples, ["pseudo0016e5"]) == {}
     loaded = config_mod.load(None, ["data.paste=[human,object]", "data.paste_p=0.3"])
     assert loaded.data.paste == ("human", "object") and loaded.data.paste_p == 0.3
+
+
+def test_an_override_below_a_value_names_the_key_and_leaves_the_caller_untouched() -> None:
+    with pytest.raises(KeyError, match=r"override 'data\.size\.width': 'size' is not a section"):
+        config_mod.load(CONFIGS / "unet_mini_256x128_ce.yaml", ["data.size.width=3"])
+    tree: dict = {}
+    augment = ["hflip"]
+    config_mod.set_dotted(tree, "data.augment", augment)
+    tree["data"]["augment"].append("color")
+    assert augment == ["hflip"]  # deep-copied: the caller's list is not changed
