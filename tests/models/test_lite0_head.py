@@ -19,11 +19,12 @@ def test_lite0_low_classifier_starts_at_zero_mobilenet_keeps_glorot() -> None:
     assert np.asarray(mnv3.get_layer("lraspp_low_cls").kernel).any()
 
 
-@pytest.mark.parametrize(("low_stride", "channels"), [(8, 40), (16, 112), (0, None)])
+@pytest.mark.parametrize(("low_stride", "channels"), [(8, 40), (4, 24), (16, 112), (0, None)])
 def test_lite0_skip_stride_picks_the_encoder_features_it_names(
     low_stride: int, channels: int | None
 ) -> None:
-    """`low_stride` 16 takes the skip from block 5 (112 channels at 1/16), 0 drops it; the
+    """`low_stride` 4 takes the skip from block 2 (24 channels at 1/4), 16 from block 5 (112
+    channels at 1/16), 0 drops it; the
     logits stay full size and the 1/32 branch is untouched."""
     model = create_model(
         "lraspp_lite0", input_size=(96, 64), encoder_weights=None, low_stride=low_stride
@@ -39,8 +40,8 @@ def test_lite0_skip_stride_picks_the_encoder_features_it_names(
 
 
 def test_lite0_skip_stride_refuses_what_lite0_cannot_give() -> None:
-    with pytest.raises(ValueError, match="low_stride must be 0, 8 or 16, not 4"):
-        create_model("lraspp_lite0", input_size=(64, 64), encoder_weights=None, low_stride=4)
+    with pytest.raises(ValueError, match="low_stride must be 0, 4, 8 or 16, not 2"):
+        create_model("lraspp_lite0", input_size=(64, 64), encoder_weights=None, low_stride=2)
 
 
 def test_lite0_last_block_feeds_the_high_branch_320_channels() -> None:

@@ -46,13 +46,14 @@ def build_lraspp_lite0(
         feature_style: `FeatureStyle` mode ("none", "dsu", "mixstyle") on both encoder outputs
             while training (domain generalisation; identity at inference).
         feature_style_p: probability that a frame's features are re-styled.
-        low_stride: stride of the skip features, 8 (the paper's), 16 (Lite0's block 5: more
-            semantic, fewer textures) or 0 (no skip: the 1/32 branch alone).
+        low_stride: stride of the skip features, 8 (the paper's), 4 (Lite0's block 2: finer
+            edges for poles and people), 16 (Lite0's block 5: more semantic, fewer textures)
+            or 0 (no skip: the 1/32 branch alone).
         last_block: the 1/32 branch on the 320-channel last block instead of the 1280-channel
             head conv that ImageNet's classifier was trained on.
     """
-    if low_stride not in (0, 8, 16):
-        raise ValueError(f"lraspp_lite0 low_stride must be 0, 8 or 16, not {low_stride!r}")
+    if low_stride not in (0, 4, 8, 16):
+        raise ValueError(f"lraspp_lite0 low_stride must be 0, 4, 8 or 16, not {low_stride!r}")
     inputs = keras.Input(input_shape, name="image")
     x = EncoderPreprocess(PREPROCESS_MODE, name="preprocess")(inputs)
     strides = (32, low_stride) if low_stride else (32,)
