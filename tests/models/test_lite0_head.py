@@ -24,8 +24,7 @@ def test_lite0_skip_stride_picks_the_encoder_features_it_names(
     low_stride: int, channels: int | None
 ) -> None:
     """`low_stride` 4 takes the skip from block 2 (24 channels at 1/4), 16 from block 5 (112
-    channels at 1/16), 0 drops it; the
-    logits stay full size and the 1/32 branch is untouched."""
+    channels at 1/16), 0 drops it; the logits stay full size and the 1/32 branch is untouched."""
     model = create_model(
         "lraspp_lite0", input_size=(96, 64), encoder_weights=None, low_stride=low_stride
     )
